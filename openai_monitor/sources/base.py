@@ -1,0 +1,373 @@
+"""What every source adapter shares: the interface, a streaming line reader and small parsers."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO, Protocol, runtime_checkable
+
+from openai_monitor.domain import ParseReport, UsageRecord
+from openai_monitor.errors import InputError
+
+# A line this long cannot be a log entry; it is skipped without being held in memory.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """A source of usage records. The ingest service drives it; it never touches the store."""
+
+    name: str
+    incremental: bool
+    # True when a record whose key already exists must replace the stored one (the last copy wins).
+    replace: bool
+
+    def discover(self, path: Path | None) -> list[Path]: ...
+
+    def read(
+        self,
+        path: Path,
+        *,
+        offset: int,
+        state: dict,
+        run: dict,
+        report: ParseReport,
+        options: dict,
+    ) -> Iterator[UsageRecord]: ...
+
+
+class LineReader:
+    """Streams the lines of a binary file from a byte offset in constant memory.
+
+    Iterating yields ``(line_number, line)`` with the newline removed; ``line`` is ``None`` for a line
+    longer than ``max_line`` (which is dropped chunk by chunk, never assembled). After (or during)
+    iteration ``offset`` is the byte offset just after the last complete line consumed, ``lineno`` its
+    line number and ``in_long_line`` tells that reading stopped inside an over-long line that was
+    already reported (pass it back as ``skipping`` to resume without reporting it twice).
+
+    With ``incremental=True`` a trailing line without newline is not consumed: the writer may still be
+    appending to it. Otherwise it is yielded as the last line.
+    """
+
+    def __init__(
+        self,
+        fh: BinaryIO,
+        offset: int = 0,
+        lineno: int = 0,
+        *,
+        incremental: bool = True,
+        max_line: int = MAX_LINE_BYTES,
+        skipping: bool = False,
+        chunk: int = CHUNK_BYTES,
+    ) -> None:
+        self.fh = fh
+        self.offset = offset
+        self.lineno = lineno
+        self.incremental = incremental
+        self.max_line = max_line
+        self.in_long_line = skipping
+        self.chunk = chunk
+
+    def __iter__(self) -> Iterator[tuple[int, bytes | None]]:
+        fh, max_line, size = self.fh, self.max_line, self.chunk
+        fh.seek(self.offset)
+        offset, lineno = self.offset, self.lineno
+        pending: list[bytes] = []
+        pending_len = 0
+        # skipping: inside an over-long line; reported: that line was already yielded as None.
+        skipping = reported = self.in_long_line
+        while True:
+            chunk = fh.read(size)
+            if not chunk:
+                break
+            start = 0
+            if pending or skipping:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    if not skipping:
+                        pending.append(chunk)
+                        pending_len += len(chunk)
+                        if pending_len > max_line:
+                            # pending_len keeps counting the line's bytes; the bytes themselves go.
+                            skipping, reported = True, False
+                            pending = []
+                    elif reported:
+                        offset += len(chunk)
+                    else:
+                        pending_len += len(chunk)
+                    continue
+                start = nl + 1
+                if skipping:
+                    if reported:
+                        offset += start
+                    else:
+                        lineno += 1
+                        offset += pending_len + start
+                        self.offset, self.lineno = offset, lineno
+                        yield lineno, None
+                    skipping = reported = False
+                    self.in_long_line = False
+                else:
+                    line = b"".join(pending) + chunk[:nl]
+                    lineno += 1
+                    offset += len(line) + 1
+                    self.offset, self.lineno = offset, lineno
+                    yield lineno, (line if len(line) <= max_line else None)
+                self.offset, self.lineno = offset, lineno
+                pending, pending_len = [], 0
+            lines = chunk[start:].split(b"\n") if start else chunk.split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                lineno += 1
+                offset += len(line) + 1
+                self.offset, self.lineno = offset, lineno
+                if len(line) > max_line:
+                    yield lineno, None
+                else:
+                    yield lineno, line
+            if tail:
+                if len(tail) > max_line:
+                    skipping, reported, pending_len = True, False, len(tail)
+                else:
+                    pending, pending_len = [tail], len(tail)
+        if skipping and not reported:
+            # An over-long line still without newline at EOF: report it now, and remember that the rest
+            # of it (if the file grows) belongs to a line already reported.
+            lineno += 1
+            offset += pending_len
+            self.offset, self.lineno, self.in_long_line = offset, lineno, True
+            yield lineno, None
+        elif skipping:
+            self.offset, self.in_long_line = offset, True
+        elif pending and not self.incremental:
+            line = b"".join(pending)
+            lineno += 1
+            offset += len(line)
+            self.offset, self.lineno = offset, lineno
+            yield lineno, line
+
+    def matching(self, needle: bytes) -> Iterator[tuple[int, bytes | None]]:
+        """Like iterating, but yields only lines containing ``needle`` (and over-long lines as None).
+
+        Lines are never split one by one: the needle is searched in whole chunks and only the lines
+        around a hit are cut out, while newlines are counted in bulk. This is what makes reading
+        hundreds of MB of logs, where most bytes are tool output, fast.
+        """
+        fh, max_line, size, incremental = self.fh, self.max_line, self.chunk, self.incremental
+        fh.seek(self.offset)
+        offset, lineno = self.offset, self.lineno
+        tail = b""
+        skipping = reported = self.in_long_line
+        skip_len = 0
+        while True:
+            chunk = fh.read(size)
+            if not chunk:
+                break
+            if skipping:
+                nl = chunk.find(b"\n")
+                if nl < 0:
+                    if reported:
+                        offset += len(chunk)
+                    else:
+                        skip_len += len(chunk)
+                    continue
+                if reported:
+                    offset += nl + 1
+                else:
+                    lineno += 1
+                    offset += skip_len + nl + 1
+                    self.offset, self.lineno = offset, lineno
+                    yield lineno, None
+                skipping = reported = False
+                skip_len = 0
+                self.in_long_line = False
+                self.offset, self.lineno = offset, lineno
+                buf = chunk[nl + 1 :]
+            else:
+                buf = tail + chunk if tail else chunk
+            end = buf.rfind(b"\n") + 1
+            if end == 0:
+                if len(buf) > max_line:
+                    skipping, reported, skip_len, tail = True, False, len(buf), b""
+                else:
+                    tail = buf
+                continue
+            pos = 0
+            i = buf.find(needle, 0, end)
+            while i >= 0:
+                start = buf.rfind(b"\n", pos, i) + 1 or pos
+                stop = buf.find(b"\n", i)
+                lineno += buf.count(b"\n", pos, start) + 1
+                offset += stop + 1 - pos
+                self.offset, self.lineno = offset, lineno
+                yield lineno, (buf[start:stop] if stop - start <= max_line else None)
+                pos = stop + 1
+                i = buf.find(needle, pos, end)
+            lineno += buf.count(b"\n", pos, end)
+            offset += end - pos
+            self.offset, self.lineno = offset, lineno
+            tail = buf[end:]
+            if len(tail) > max_line:
+                skipping, reported, skip_len, tail = True, False, len(tail), b""
+        if skipping and not reported:
+            lineno += 1
+            offset += skip_len
+            self.offset, self.lineno, self.in_long_line = offset, lineno, True
+            yield lineno, None
+        elif skipping:
+            self.offset, self.in_long_line = offset, True
+        elif tail and not incremental:
+            lineno += 1
+            offset += len(tail)
+            self.offset, self.lineno = offset, lineno
+            if needle in tail:
+                yield lineno, tail
+
+
+def begin_read(path: Path, offset: int, state: dict) -> tuple[int, int, bool]:
+    """Where to resume: ``(offset, lineno, in_long_line)``; restarts at 0 when the file shrank."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from exc
+    if offset > size or offset < 0:
+        # The file was truncated or replaced: the saved position means nothing any more.
+        state.clear()
+        offset = 0
+    if offset == 0:
+        return 0, 0, False
+    return offset, int(state.get("lines", 0)), bool(state.get("in_long_line", False))
+
+
+def open_binary(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+    except OSError as exc:
+        raise InputError(f"cannot open {path}: {exc.strerror or exc}; check the path and its permissions") from exc
+
+
+def finish_read(state: dict, reader: LineReader) -> None:
+    state["offset"] = reader.offset
+    state["lines"] = reader.lineno
+    if reader.in_long_line:
+        state["in_long_line"] = True
+    else:
+        state.pop("in_long_line", None)
+
+
+LONG_LINE = f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB skipped"
+
+
+def json_error_reason(line: bytes, exc: Exception) -> str:
+    """A short reason for a line orjson rejected: non-UTF-8, truncated or otherwise invalid JSON."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as uexc:
+        return f"invalid UTF-8 at byte {uexc.start}"
+    msg = str(exc)
+    if "unexpected end" in msg.lower() or "eof" in msg.lower():
+        return "truncated JSON"
+    return f"invalid JSON: {msg[:120]}"
+
+
+# --- timestamps -------------------------------------------------------------------------------
+
+MINUTE_EPOCH: dict[str, int] = {}
+
+
+def parse_iso_ts(value: object) -> int:
+    """ISO 8601 text to Unix seconds (UTC; naive times are UTC). Raises ValueError when unparsable.
+
+    Log timestamps are nearly always ``YYYY-MM-DDTHH:MM:SS(.fff)Z``; that shape is decoded with a
+    per-minute cache because it dominates the cost of reading large logs.
+    """
+    if not isinstance(value, str):
+        raise ValueError(f"timestamp is not a string: {value!r}")
+    s = value
+    if len(s) >= 20 and s[-1] == "Z" and s[16] == ":" and (len(s) == 20 or s[19] == "."):
+        base = MINUTE_EPOCH.get(s[:16])
+        if base is None and s[10] == "T" and s[13] == ":":
+            h, m = int(s[11:13]), int(s[14:16])
+            if h < 24 and m < 60:
+                base = calendar.timegm(dt.date.fromisoformat(s[:10]).timetuple()) + h * 3600 + m * 60
+                if len(MINUTE_EPOCH) > 500_000:
+                    MINUTE_EPOCH.clear()
+                MINUTE_EPOCH[s[:16]] = base
+        if base is not None:
+            sec = s[17:19]
+            if sec.isdigit() and sec < "61":
+                return base + int(sec)
+    return datetime_to_ts(_fromiso(s))
+
+
+_FRACTION = re.compile(r"(\.\d+)")
+
+
+def _fromiso(s: str) -> dt.datetime:
+    s = s.strip()
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        return dt.datetime.fromisoformat(s)
+    except ValueError:
+        # Python 3.10 accepts only 3 or 6 fraction digits.
+        fixed = _FRACTION.sub(lambda m: (m.group(1) + "000000")[:7], s, count=1)
+        return dt.datetime.fromisoformat(fixed)
+
+
+def datetime_to_ts(value: dt.datetime) -> int:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.timezone.utc)
+    return int(value.timestamp() // 1)
+
+
+# --- small helpers ----------------------------------------------------------------------------
+
+
+def as_int(value: object) -> int:
+    """A token count from JSON: int, integral float or numeric string; None/missing -> 0."""
+    if value is None:
+        return 0
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"not a finite number: {value!r}")
+        return int(value)
+    if isinstance(value, str):
+        return int(float(value)) if value.strip() else 0
+    raise ValueError(f"not a number: {value!r}")
+
+
+def path_basename(cwd: str) -> str:
+    """Last component of a working directory written on any OS (``/a/b``, ``C:\\a\\b``)."""
+    return re.split(r"[\\/]", cwd.rstrip("/\\"))[-1] if cwd else ""
+
+
+def expand_roots(env_value: str | None) -> list[Path]:
+    """A comma-separated list of directories from an environment variable."""
+    if not env_value:
+        return []
+    return [Path(os.path.expanduser(p.strip())) for p in env_value.split(",") if p.strip()]
+
+
+def files_under(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Regular files below ``root`` with one of ``suffixes``, sorted for a deterministic order."""
+    out = []
+    for dirpath, _dirnames, filenames in os.walk(root, followlinks=False):
+        for name in filenames:
+            if name.endswith(suffixes):
+                out.append(Path(dirpath) / name)
+    out.sort()
+    return out
+
+
+def missing_path(path: Path, what: str, fix: str) -> InputError:
+    return InputError(f"{path} does not exist: {what}; {fix}")

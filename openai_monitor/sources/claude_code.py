@@ -1,0 +1,286 @@
+"""Claude Code session logs: ``~/.claude/projects/<encoded-cwd>/<session>.jsonl`` (formats.md 4.1).
+
+Rules (and where they differ from ccusage / toktrack):
+
+* Only ``type:"assistant"`` lines with ``message.usage``; ``<synthetic>`` placeholders are skipped.
+* One API response is written once per content block with repeated usage, the early copies sometimes
+  with a partial ``output_tokens``. Key = ``message.id`` + ``requestId`` (``message.id`` alone when there
+  is no ``requestId``); among copies keep the non-sidechain one, then the larger total
+  (input + output + cache creation + cache read), then the one with ``speed``. toktrack keeps the first
+  copy, which under-counts output when that copy is a partial snapshot.
+* Sidechain rule: the same ``message.id`` under a different ``requestId`` is a duplicate when either copy
+  has ``isSidechain: true``. Cross-file duplicates (resumed sessions, subagent replays) are found through
+  the ``run`` dict shared by all files of one import.
+* A line without ``message.id`` is never de-duplicated against others; its key is its ``uuid`` (or a hash
+  of the line), so re-reading the file still adds nothing.
+* Tokens are normalised (domain.py): Claude's ``input_tokens`` excludes the cache, so
+  input = input + cache_creation + cache_read. toktrack subtracts cache reads from Claude input, which
+  under-counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from openai_monitor.domain import ParseReport, UsageRecord
+from openai_monitor.errors import InputError
+from openai_monitor.sources.base import (
+    LONG_LINE,
+    MINUTE_EPOCH,
+    LineReader,
+    as_int,
+    begin_read,
+    expand_roots,
+    files_under,
+    finish_read,
+    json_error_reason,
+    missing_path,
+    open_binary,
+    parse_iso_ts,
+    path_basename,
+)
+
+# Split copies of one response are written within milliseconds of each other; 64 pending responses is
+# far more than any observed gap between them, and bounds memory.
+WINDOW = 64
+
+
+class ClaudeCodeAdapter:
+    name = "claude-code"
+    incremental = True
+    replace = False
+
+    def default_roots(self) -> list[Path]:
+        env = expand_roots(os.environ.get("CLAUDE_CONFIG_DIR"))
+        if env:
+            roots = []
+            for d in env:
+                roots.append(d / "projects" if (d / "projects").is_dir() else d)
+            return roots
+        home = Path.home()
+        return [home / ".config" / "claude" / "projects", home / ".claude" / "projects"]
+
+    def discover(self, path: Path | None) -> list[Path]:
+        if path is None:
+            roots = [r for r in self.default_roots() if r.is_dir()]
+            if not roots:
+                tried = ", ".join(str(r) for r in self.default_roots())
+                raise InputError(
+                    f"no Claude Code logs found (looked in {tried}); pass --path DIR or set CLAUDE_CONFIG_DIR"
+                )
+        else:
+            path = Path(os.path.expanduser(str(path)))
+            if not path.exists():
+                raise missing_path(path, "no Claude Code logs there", "pass --path DIR with the projects directory")
+            if path.is_file():
+                return [path]
+            roots = [path]
+            for sub in (path / ".claude" / "projects", path / ".config" / "claude" / "projects"):
+                if sub.is_dir():
+                    roots = [sub]
+                    break
+        files: list[Path] = []
+        for root in roots:
+            files.extend(files_under(root, (".jsonl",)))
+        # Main transcripts before subagent ones: on a cross-file tie the non-sidechain copy is seen first.
+        files.sort(key=lambda p: ("subagents" in p.parts, str(p)))
+        return files
+
+    def read(
+        self,
+        path: Path,
+        *,
+        offset: int,
+        state: dict,
+        run: dict,
+        report: ParseReport,
+        options: dict,
+    ) -> Iterator[UsageRecord]:
+        offset, lineno, skipping = begin_read(path, offset, state)
+        seen: dict[str, list] = run.setdefault("claude-code:seen", {})
+        projects: dict[str, str] = run.setdefault("claude-code:projects", {})
+        fname = str(path)
+        fallback_project = _project_from_dir(path, projects)
+        window: OrderedDict[str, tuple[UsageRecord, bool, int, bool]] = OrderedDict()
+        loads = orjson.loads
+        with open_binary(path) as fh:
+            reader = LineReader(fh, offset, lineno, incremental=True, skipping=skipping)
+            for n, line in reader.matching(b'"usage"'):
+                if line is None:
+                    report.error(fname, n, LONG_LINE)
+                    continue
+                try:
+                    obj = loads(line)
+                except orjson.JSONDecodeError as exc:
+                    report.error(fname, n, json_error_reason(line, exc))
+                    continue
+                if not isinstance(obj, dict):
+                    report.error(fname, n, "not a JSON object")
+                    continue
+                if obj.get("type") != "assistant":
+                    continue  # e.g. a Task tool result carrying its subagent's usage
+                msg = obj.get("message")
+                usage = msg.get("usage") if isinstance(msg, dict) else None
+                if not isinstance(usage, dict):
+                    if not isinstance(msg, dict):
+                        report.error(fname, n, "assistant line without a message object")
+                    continue
+                model = msg.get("model")
+                if model == "<synthetic>":
+                    continue
+                try:
+                    rec, total = _record(obj, msg, usage, model, fallback_project, projects)
+                except (ValueError, TypeError) as exc:
+                    report.error(fname, n, str(exc))
+                    continue
+                if rec is None:
+                    report.error(fname, n, total)
+                    continue
+                mid = msg.get("id")
+                if not mid or type(mid) is not str:
+                    uid = obj.get("uuid")
+                    if isinstance(uid, str) and uid:
+                        rec.dedup_key = f"claude:uuid:{uid}"
+                    else:
+                        rec.dedup_key = "claude:line:" + hashlib.blake2b(line, digest_size=16).hexdigest()
+                    report.records += 1
+                    yield rec
+                    continue
+                rid = obj.get("requestId")
+                if type(rid) is not str:
+                    rid = ""
+                key = rec.dedup_key = f"claude:{mid}:{rid}" if rid else f"claude:{mid}"
+                sidechain = obj.get("isSidechain") is True
+                entries = seen.get(mid)
+                match = None
+                if entries is not None:
+                    for entry in entries:
+                        if entry[0] == rid or entry[1] or sidechain:
+                            match = entry
+                            break
+                if match is None:
+                    window[key] = (rec, sidechain, total, "speed" in usage)
+                    if entries is None:
+                        seen[mid] = [[rid, sidechain, key]]
+                    else:
+                        entries.append([rid, sidechain, key])
+                    if len(window) > WINDOW:
+                        report.records += 1
+                        yield window.popitem(last=False)[1][0]
+                    continue
+                held = window.get(match[2])
+                if held is None:
+                    continue  # its copy was already yielded (earlier in the file or in another file)
+                cand = (rec, sidechain, total, "speed" in usage)
+                # Preference: the non-sidechain copy, then the larger total, then the one with `speed`.
+                if (not sidechain, total, cand[3]) > (not held[1], held[2], held[3]):
+                    del window[match[2]]
+                    window[key] = cand
+                    match[0], match[1], match[2] = rid, sidechain, key
+            for pending in window.values():
+                report.records += 1
+                yield pending[0]
+            window.clear()
+        report.lines += reader.lineno - lineno
+        finish_read(state, reader)
+
+
+def _record(
+    obj: dict, msg: dict, usage: dict, model: object, fallback_project: str, projects: dict
+) -> tuple[UsageRecord | None, int | str]:
+    """The normalised record of one assistant line and its raw total, or (None, reason)."""
+    ts_raw = obj.get("timestamp")
+    # Inlined fast path of parse_iso_ts: this function runs once per API call in the logs.
+    base = (
+        MINUTE_EPOCH.get(ts_raw[:16])
+        if type(ts_raw) is str and len(ts_raw) >= 20 and ts_raw[-1] == "Z" and ts_raw[19] in ".Z"
+        else None
+    )
+    try:
+        ts = base + int(ts_raw[17:19]) if base is not None else parse_iso_ts(ts_raw)
+    except ValueError:
+        return None, f"bad timestamp {ts_raw!r}"
+    inp = usage.get("input_tokens")
+    out = usage.get("output_tokens")
+    if inp is None or out is None:
+        return None, "usage without input_tokens/output_tokens"
+    cc = usage.get("cache_creation_input_tokens", 0)
+    cr = usage.get("cache_read_input_tokens", 0)
+    if type(inp) is not int or type(out) is not int or type(cc) is not int or type(cr) is not int:
+        inp, out, cc, cr = as_int(inp), as_int(out), as_int(cc), as_int(cr)
+    detail = usage.get("cache_creation")
+    cc_1h = as_int(detail.get("ephemeral_1h_input_tokens")) if type(detail) is dict else 0
+    otd = usage.get("output_tokens_details")
+    thinking = as_int(otd.get("thinking_tokens")) if type(otd) is dict else 0
+    cwd = obj.get("cwd")
+    if cwd and type(cwd) is str:
+        project = projects.get(cwd)
+        if project is None:
+            project = projects[cwd] = path_basename(cwd)
+    else:
+        project = fallback_project
+    tier = ""
+    if usage.get("speed") == "fast":
+        tier = "fast"
+    elif usage.get("service_tier") in ("priority", "batch"):
+        tier = usage["service_tier"]
+    cost = obj.get("costUSD")
+    if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
+        return None, f"bad costUSD {cost!r}"
+    sid = obj.get("sessionId")
+    rec = UsageRecord(
+        ts=ts,
+        provider="anthropic",
+        model=model if type(model) is str else "",
+        dedup_key="",
+        source="claude-code",
+        project=project,
+        session_id=sid if type(sid) is str else "",
+        input_tokens=inp + cc + cr,
+        cached_input_tokens=cr,
+        cache_write_tokens=cc,
+        cache_write_1h_tokens=cc_1h,
+        output_tokens=out,
+        reasoning_tokens=thinking,
+        cost_usd=None if cost is None else float(cost),
+        cost_reported=cost is not None,
+        service_tier=tier,
+    )
+    # The record is built so that subset relations hold whenever the raw counts are sane; run the full
+    # validate() only when they are not, to get its reason.
+    if inp < 0 or out < 0 or cc < 0 or cr < 0 or not 0 <= cc_1h <= cc or not 0 <= thinking <= out or not model:
+        if inp < 0:
+            rec.input_tokens = inp  # adding cache tokens could otherwise hide a negative count
+        bad = rec.validate() or "negative token count"
+        if cost is not None and cost < 0:
+            bad = "negative cost"
+        return None, bad
+    if cost is not None and cost < 0:
+        return None, "negative cost"
+    return rec, inp + out + cc + cr
+
+
+def _project_from_dir(path: Path, cache: dict) -> str:
+    """Project name from the encoded directory (``-home-me-code-app``) when a line has no ``cwd``.
+
+    The encoding replaces ``/``, ``.`` and ``_`` by ``-`` so it cannot be inverted in general; if the
+    naive decoding exists on this machine its basename is used, else the directory name as written.
+    """
+    parts = path.parts
+    try:
+        i = len(parts) - 1 - parts[::-1].index("projects")
+        encoded = parts[i + 1] if i + 2 < len(parts) else path.parent.name
+    except ValueError:
+        encoded = path.parent.name
+    hit = cache.get("dir:" + encoded)
+    if hit is None:
+        decoded = "/" + encoded.lstrip("-").replace("-", "/")
+        hit = path_basename(decoded) if os.path.isdir(decoded) else encoded
+        cache["dir:" + encoded] = hit
+    return hit

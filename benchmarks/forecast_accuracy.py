@@ -139,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [(name, freq, to_freq(s, freq)) for name, s in series.items() for freq in ("D", "h")]
     results = Parallel(n_jobs=args.jobs)(delayed(evaluate)(n, f, y, args.quick, params) for n, f, y in tasks)
 
-    header = f"{'series':<48} {'freq':>4} {'n':>5} {'orig':>4}  {'MASE':>6} {'sMAPE':>6} {'c80':>5} {'c95':>5}"
+    header = (
+        f"{'series':<48} {'freq':>4} {'n':>5} {'orig':>4}  {'MASE':>6} {'sMAPE':>6} {'c80':>5} {'c95':>5}"
+    )
     print(header + f"  | {'snMASE':>6} {'sMAPE':>6} {'c80':>5} {'c95':>5}  kind")
     done = []
     for r in results:

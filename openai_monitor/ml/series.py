@@ -42,7 +42,9 @@ def _zone(tz: str):
     try:
         return ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise InputError(f"unknown time zone {tz!r}: use an IANA name such as 'Europe/Paris' or 'UTC'") from exc
+        raise InputError(
+            f"unknown time zone {tz!r}: use an IANA name such as 'Europe/Paris' or 'UTC'"
+        ) from exc
 
 
 def check_freq(freq: str) -> str:
@@ -117,7 +119,8 @@ def build_series(
         first = pd.Timestamp(cur_naive)
     sums = pd.Series(values, index=keys).groupby(level=0).sum()
     partial = float(sums.get(pd.Timestamp(cur_naive), 0.0))
-    index = pd.date_range(first, pd.Timestamp(cur_naive), freq=freq, inclusive="left")
+    index = pd.date_range(first, pd.Timestamp(cur_naive), freq=freq)
+    index = index[index < pd.Timestamp(cur_naive)]
     history = sums.reindex(index, fill_value=0.0).astype("float64")
     history.index.name = "ds"
     history.name = metric

@@ -168,7 +168,7 @@ def _seconds_of_day(hms: str) -> int:
 
 
 class _Model:
-    __slots__ = ("id", "name", "match", "prices", "variants", "time_dependent")
+    __slots__ = ("id", "name", "match", "prices", "variants", "time_dependent", "token_priced")
 
     def __init__(self, raw: Mapping[str, Any]) -> None:
         self.id: str = raw["id"]
@@ -192,18 +192,27 @@ class _Model:
             for v in raw.get("variants") or ()
         ]
         self.time_dependent = any(tod is not None for _, tod, _, _ in self.prices)
+        self.token_priced: bool = raw.get("token_priced", True)
 
-    def prices_at(self, day: int, second: int) -> tuple[Mapping[str, Any], str | None]:
-        """The last active conditional price wins; none active: the first (genai-prices rule)."""
-        for start, tod, iso, prices in reversed(self.prices):
+    def state_at(self, day: int, second: int) -> tuple[int, int]:
+        """(index of the active conditional price, bit mask of variants already started)."""
+        index = 0
+        for i in range(len(self.prices) - 1, -1, -1):
+            start, tod, _, _ = self.prices[i]
             if start is not None and day < start:
                 continue
             if tod is not None:
                 lo, hi = tod
                 if not (lo <= second < hi if lo <= hi else second >= lo or second < hi):
                     continue
-            return prices, iso
-        return self.prices[0][3], self.prices[0][2]
+            index = i
+            break
+        # The last active conditional price wins; none active: the first (genai-prices rule).
+        mask = 0
+        for i, (_, start, _) in enumerate(self.variants):
+            if start is None or day >= start:
+                mask |= 1 << i
+        return index, mask
 
 
 class _Provider:
@@ -262,6 +271,7 @@ class Pricer:
         self._hit_cache: dict[tuple[str, str], _Hit | None] = {}
         self._entry_cache: dict[tuple[str, str, str, int], Entry | None | bool] = {}
         self._minute_cache: dict[tuple[str, str, str, int], Entry | None] = {}
+        self._price_cache: dict[tuple[Any, ...], ModelPrice] = {}
         self._overrides: dict[str, _Override] = {}
         for model, spec in (overrides or {}).items():
             ov = self._compile_override(model, spec)
@@ -381,6 +391,8 @@ class Pricer:
             if wanted is not None and prov.id not in wanted:
                 continue
             for model in prov.models:
+                if not model.token_priced:
+                    continue
                 rows.append(
                     {**_row(self._model_price((prov, model, False), day, second, "")), "active": True}
                 )
@@ -423,7 +435,9 @@ class Pricer:
     def _hit(self, provider: str, model: str) -> _Hit | None:
         key = (provider, model)
         if key not in self._hit_cache:
-            self._hit_cache[key] = self._resolve(provider, model.strip().lower())
+            hit = self._resolve(provider, model.strip().lower())
+            # Found, but priced per image / audio hour / request only: unpriced, not $0.
+            self._hit_cache[key] = hit if hit is None or hit[1].token_priced else None
         return self._hit_cache[key]
 
     def _resolve(self, provider: str, ref: str) -> _Hit | None:
@@ -432,7 +446,9 @@ class Pricer:
         prov = self._provider(provider)
         if prov is not None:
             hit = self._find_in(prov, ref)
-            if hit is not None:
+            if hit is not None or prov.id not in MAIN_PROVIDERS:
+                # A reseller or host (Groq, Bedrock, OpenRouter, Copilot, ...) has its own prices: a
+                # model it does not list is unknown, not priced at another provider's rate.
                 return hit
         if "/" in ref:
             # `gemini/gemini-2.5-pro`, `openai/gpt-4o`, `models/gemini-2.5-flash`: a provider prefix
@@ -460,31 +476,38 @@ class Pricer:
 
     # -- prices -----------------------------------------------------------------------------------
 
-    def _model_price(self, hit: _Hit, day: int, second: int, service_tier: str) -> ModelPrice:
+    def _model_price(
+        self, hit: _Hit, day: int, second: int, service_tier: str, with_variants: bool = True
+    ) -> ModelPrice:
+        """Prices of a matched model at a moment; memoised per (price period, active variants, tier)."""
         prov, model, via_fallback = hit
-        prices, valid_from = model.prices_at(day, second)
+        index, mask = model.state_at(day, second)
+        key = (id(model), prov.id, via_fallback, index, mask, service_tier, with_variants)
+        cached = self._price_cache.get(key)
+        if cached is not None:
+            return cached
+        _, _, valid_from, prices = model.prices[index]
         context = _TIER_CONTEXT.get(service_tier)
         if context is not None and not via_fallback:
             # First matching variant wins per price key; genai-prices ignores variants for a model
             # borrowed from a fallback provider (its tiers belong to the other provider).
             overrides: dict[str, Any] = {}
-            for when, start, vprices in model.variants:
-                if start is not None and day < start:
-                    continue
-                if all(context.get(k) == v for k, v in when.items()):
+            for i, (when, _, vprices) in enumerate(model.variants):
+                if mask >> i & 1 and all(context.get(k) == v for k, v in when.items()):
                     for k, v in vprices.items():
                         overrides.setdefault(k, v)
             if overrides:
                 prices = {**prices, **overrides}
         price = self._build(prov, model, prices, valid_from)
-        if service_tier == "" and not via_fallback and model.variants:
+        if with_variants and service_tier == "" and not via_fallback and model.variants:
             variants = []
             for tier in SERVICE_TIERS:
-                tier_price = self._model_price(hit, day, second, tier)
+                tier_price = self._model_price(hit, day, second, tier, with_variants=False)
                 if tier_price != price:
                     variants.append((tier, tier_price))
             if variants:
                 price = _replace(price, variants=tuple(variants))
+        self._price_cache[key] = price
         return price
 
     def _build(
@@ -531,7 +554,9 @@ class Pricer:
             if minute_key not in self._minute_cache:
                 hit = self._hit(provider, model)
                 assert hit is not None
-                self._minute_cache[minute_key] = _entry_of(self._model_price(hit, day, second, service_tier))
+                self._minute_cache[minute_key] = _entry_of(
+                    self._model_price(hit, day, second, service_tier, False)
+                )
             return self._minute_cache[minute_key]
         override = self._override_for(provider, model, day)
         if override is not None:
@@ -545,7 +570,7 @@ class Pricer:
                 self._entry_cache[key] = True
                 return self._entry(provider, model, service_tier, ts)
             else:
-                entry = _entry_of(self._model_price(hit, day, second, service_tier))
+                entry = _entry_of(self._model_price(hit, day, second, service_tier, False))
         self._entry_cache[key] = entry
         return entry
 

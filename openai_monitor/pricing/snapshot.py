@@ -254,7 +254,7 @@ def _convert_constraint(raw: Any, where: str) -> dict[str, Any]:
     raise _bad(where, "constraint needs start_date or start_time/end_time")
 
 
-def _convert_model(raw: Any, where: str) -> dict[str, Any] | None:
+def _convert_model(raw: Any, where: str) -> dict[str, Any]:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("id"), str) or "match" not in raw:
         raise _bad(where, "a model needs id and match")
     where = f"{where}/{raw['id']}"
@@ -269,16 +269,17 @@ def _convert_model(raw: Any, where: str) -> dict[str, Any] | None:
             entries.append(entry)
     else:
         entries.append({"prices": _convert_prices(raw_prices, where)})
-    # A model with no token price at all (image, audio-hours, per-search only) cannot be priced from a
-    # UsageRecord; dropping it keeps it "unknown" rather than silently $0.
-    if not entries or not any("input_mtok" in e["prices"] or "output_mtok" in e["prices"] for e in entries):
-        return None
     model: dict[str, Any] = {
         "id": raw["id"],
         "name": raw.get("name") or raw["id"],
         "match": _convert_clause(raw["match"], where),
         "prices": entries,
     }
+    # A model priced only per image, audio hour, search or request cannot be priced from token counts.
+    # It stays in the data (so its name still resolves to it, not to another provider's model of the
+    # same name) but is flagged so the engine reports it unpriced instead of $0.
+    if not any("input_mtok" in e["prices"] or "output_mtok" in e["prices"] for e in entries):
+        model["token_priced"] = False
     if raw.get("context_window"):
         model["context_window"] = int(raw["context_window"])
     if raw.get("deprecated"):
@@ -311,7 +312,7 @@ def convert_providers(raw: Any) -> list[dict[str, Any]]:
         raw_models = rp.get("models") or []
         if not isinstance(raw_models, list):
             raise _bad(where, "models must be a list")
-        models = [m for m in (_convert_model(rm, where) for rm in raw_models) if m is not None]
+        models = [_convert_model(rm, where) for rm in raw_models]
         provider: dict[str, Any] = {"id": rp["id"], "name": rp.get("name") or rp["id"]}
         if rp.get("pricing_urls"):
             provider["pricing_urls"] = list(rp["pricing_urls"])

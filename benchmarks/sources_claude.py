@@ -59,7 +59,14 @@ def main() -> None:
     out = Path(args.dir)
     if not (out / "ground_truth.json").exists():
         subprocess.run(
-            [sys.executable, str(SHARED / "tools" / "gen_claude_logs.py"), "--out", str(out), "--size", args.size],
+            [
+                sys.executable,
+                str(SHARED / "tools" / "gen_claude_logs.py"),
+                "--out",
+                str(out),
+                "--size",
+                args.size,
+            ],
             check=True,
         )
     files = ClaudeCodeAdapter().discover(out)

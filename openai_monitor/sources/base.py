@@ -234,7 +234,9 @@ def begin_read(path: Path, offset: int, state: dict) -> tuple[int, int, bool]:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions") from exc
+        raise InputError(
+            f"cannot read {path}: {exc.strerror or exc}; check the path and its permissions"
+        ) from exc
     if offset > size or offset < 0:
         # The file was truncated or replaced: the saved position means nothing any more.
         state.clear()
@@ -248,7 +250,9 @@ def open_binary(path: Path) -> BinaryIO:
     try:
         return open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
     except OSError as exc:
-        raise InputError(f"cannot open {path}: {exc.strerror or exc}; check the path and its permissions") from exc
+        raise InputError(
+            f"cannot open {path}: {exc.strerror or exc}; check the path and its permissions"
+        ) from exc
 
 
 def finish_read(state: dict, reader: LineReader) -> None:

@@ -77,7 +77,9 @@ class ClaudeCodeAdapter:
         else:
             path = Path(os.path.expanduser(str(path)))
             if not path.exists():
-                raise missing_path(path, "no Claude Code logs there", "pass --path DIR with the projects directory")
+                raise missing_path(
+                    path, "no Claude Code logs there", "pass --path DIR with the projects directory"
+                )
             if path.is_file():
                 return [path]
             roots = [path]
@@ -254,7 +256,15 @@ def _record(
     )
     # The record is built so that subset relations hold whenever the raw counts are sane; run the full
     # validate() only when they are not, to get its reason.
-    if inp < 0 or out < 0 or cc < 0 or cr < 0 or not 0 <= cc_1h <= cc or not 0 <= thinking <= out or not model:
+    if (
+        inp < 0
+        or out < 0
+        or cc < 0
+        or cr < 0
+        or not 0 <= cc_1h <= cc
+        or not 0 <= thinking <= out
+        or not model
+    ):
         if inp < 0:
             rec.input_tokens = inp  # adding cache tokens could otherwise hide a negative count
         bad = rec.validate() or "negative token count"

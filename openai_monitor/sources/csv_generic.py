@@ -1,0 +1,541 @@
+"""Usage tables from files: generic CSV / JSONL, and the BurstGPT trace layouts.
+
+Generic (``options["format"] == "generic"``, the default): CSV, or JSONL with one object per line
+(chosen by extension ``.jsonl``/``.ndjson``, else by sniffing a leading ``{``). Columns (header names are
+case-insensitive; ``options["map"] = {"column_in_file": "field"}`` renames):
+
+    timestamp (ISO 8601, or Unix seconds; values above 1e11 are taken as milliseconds), model   required
+    provider, user, project, api_key_id, session_id, id, requests (default 1), bucket_seconds (default 0),
+    input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd  optional
+
+Token semantics are OpenAI's: ``input_tokens`` INCLUDES cached and cache-write tokens, ``output_tokens``
+includes reasoning tokens (the normalised semantics of domain.py). A missing provider is taken from
+``options["provider"]``, else guessed from the model name (gpt/o-series -> openai, claude -> anthropic,
+gemini -> google, mistral family -> mistral, else other). ``options`` may also give defaults for
+``user``, ``project`` and ``api_key_id``. A ``cost_usd`` value is stored as reported by the source.
+
+De-duplication key: the ``id`` column when present; otherwise a hash of the normalised record plus its
+occurrence index among identical rows of the file, so importing a file twice adds nothing while two
+identical calls in one file are both kept.
+
+BurstGPT (``format == "burstgpt"``, HPMLL/BurstGPT, CC BY 4.0), two layouts told apart by the header:
+
+* raw ``Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type``: one request per row,
+  ``Timestamp`` in seconds since the trace start, so ``options["start"]`` (a date or datetime, naive =
+  UTC) is required. Models: ``ChatGPT`` -> ``gpt-3.5-turbo``, ``GPT-4`` -> ``gpt-4`` (the trace is Azure
+  OpenAI traffic of those two families; provider ``openai``). User = the log type, ``conversation`` or
+  ``api``. Rows with 0 response tokens are failed requests: kept, with their tokens.
+* hourly aggregate ``day,hour,conversation,api,all``: one bucket record per non-zero cell
+  (``bucket_seconds = 3600``, ``requests`` = the count, no tokens, model ``unknown-burstgpt`` so they are
+  counted as unpriced), user ``conversation`` / ``api``.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import orjson
+
+from openai_monitor.domain import PROVIDERS, ParseReport, UsageRecord
+from openai_monitor.errors import InputError
+from openai_monitor.sources.base import (
+    LONG_LINE,
+    LineReader,
+    datetime_to_ts,
+    files_under,
+    json_error_reason,
+    open_binary,
+    parse_iso_ts,
+)
+
+FIELDS = (
+    "timestamp",
+    "provider",
+    "model",
+    "user",
+    "project",
+    "api_key_id",
+    "session_id",
+    "id",
+    "requests",
+    "bucket_seconds",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
+)
+REQUIRED = ("timestamp", "model")
+# Common spellings in exports, accepted without a --map.
+ALIASES = {
+    "cached_input_tokens": "cached_tokens",
+    "prompt_tokens": "input_tokens",
+    "completion_tokens": "output_tokens",
+    "cost": "cost_usd",
+    "time": "timestamp",
+    "date": "timestamp",
+}
+_INT_FIELDS = (
+    "requests",
+    "bucket_seconds",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+
+BURSTGPT_RAW = ("timestamp", "model", "request tokens", "response tokens", "total tokens", "log type")
+BURSTGPT_HOURLY = ("day", "hour", "conversation", "api", "all")
+BURSTGPT_MODELS = {"chatgpt": "gpt-3.5-turbo", "gpt-4": "gpt-4"}
+BURSTGPT_HOURLY_MODEL = "unknown-burstgpt"
+
+
+def guess_provider(model: str) -> str:
+    m = model.lower()
+    if m.startswith(("gpt", "o1", "o3", "o4", "chatgpt", "text-embedding", "davinci", "babbage", "codex")):
+        return "openai"
+    if m.startswith("claude"):
+        return "anthropic"
+    if m.startswith(("gemini", "gemma")):
+        return "google"
+    if m.startswith(
+        ("mistral", "codestral", "magistral", "ministral", "pixtral", "devstral", "open-mistral")
+    ):
+        return "mistral"
+    return "other"
+
+
+def parse_start(value: object) -> int:
+    """``--start`` as Unix seconds: a date (midnight UTC), a datetime (naive = UTC) or ISO text."""
+    if isinstance(value, dt.datetime):
+        return datetime_to_ts(value)
+    if isinstance(value, dt.date):
+        return datetime_to_ts(dt.datetime(value.year, value.month, value.day))
+    if isinstance(value, str) and value.strip():
+        try:
+            return parse_iso_ts(
+                value.strip() if "T" in value or " " in value.strip() else value.strip() + "T00:00:00"
+            )
+        except ValueError:
+            pass
+    raise InputError(f"invalid --start {value!r}; give a date such as --start 2024-01-01")
+
+
+def parse_ts(value: str) -> int:
+    """Unix seconds (or milliseconds above 1e11) or ISO 8601 text to Unix seconds."""
+    v = value.strip()
+    try:
+        num = float(v)
+    except ValueError:
+        num = None
+    if num is not None:
+        if num != num or num in (float("inf"), float("-inf")):
+            raise ValueError(f"bad timestamp {value!r}")
+        return int(num / 1000) if abs(num) > 1e11 else int(num)
+    if len(v) == 10 and v[4] == "-":
+        v += "T00:00:00"
+    return parse_iso_ts(v)
+
+
+def _int(value: object, name: str) -> int:
+    if value is None or value == "":
+        return 0
+    if isinstance(value, bool):
+        raise ValueError(f"{name}: not a number: {value!r}")
+    if isinstance(value, int):
+        return value
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: not a number: {value!r}") from None
+    if f != int(f):
+        raise ValueError(f"{name}: not a whole number: {value!r}")
+    return int(f)
+
+
+class CsvAdapter:
+    name = "csv"
+    incremental = False
+    replace = False
+
+    def discover(self, path: Path | None) -> list[Path]:
+        if path is None:
+            raise InputError("no file given; pass the CSV or JSONL file: oaim import csv FILE")
+        path = Path(os.path.expanduser(str(path)))
+        if not path.exists():
+            raise InputError(
+                f"{path} does not exist; pass an existing CSV or JSONL file: oaim import csv FILE"
+            )
+        if path.is_file():
+            return [path]
+        files = files_under(path, (".csv", ".jsonl", ".ndjson"))
+        if not files:
+            raise InputError(f"no .csv or .jsonl files in {path}; pass a file: oaim import csv FILE")
+        return files
+
+    def read(
+        self,
+        path: Path,
+        *,
+        offset: int,
+        state: dict,
+        run: dict,
+        report: ParseReport,
+        options: dict,
+    ) -> Iterator[UsageRecord]:
+        fmt = (options.get("format") or "generic").lower()
+        if fmt not in ("generic", "burstgpt"):
+            raise InputError(f"unknown CSV format {fmt!r}; use --format generic or --format burstgpt")
+        fname = str(path)
+        with open_binary(path) as fh:
+            reader = LineReader(fh, 0, 0, incremental=False)
+            lines = self._decoded(reader, fname, report)
+            if fmt == "burstgpt":
+                yield from self._burstgpt(lines, fname, report, options)
+            elif path.suffix.lower() in (".jsonl", ".ndjson") or (
+                path.suffix.lower() != ".csv" and _sniff_json(path)
+            ):
+                yield from self._jsonl(lines, fname, report, options)
+            else:
+                yield from self._generic_csv(lines, fname, report, options)
+        report.lines += reader.lineno
+        state["offset"] = reader.offset
+        state["lines"] = reader.lineno
+
+    # --- line handling ----------------------------------------------------------------------
+
+    @staticmethod
+    def _decoded(reader: LineReader, fname: str, report: ParseReport) -> Iterator[tuple[int, str]]:
+        """Decoded lines with their numbers; non-UTF-8 and over-long lines are reported and skipped."""
+        for n, raw in reader:
+            if raw is None:
+                report.error(fname, n, LONG_LINE)
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                report.error(fname, n, f"invalid UTF-8 at byte {exc.start}")
+                continue
+            if n == 1 and text.startswith("\ufeff"):
+                text = text[1:]  # spreadsheet exports start with a byte-order mark
+            yield n, text
+
+    # --- generic ------------------------------------------------------------------------------
+
+    def _columns(self, header: list[str], fname: str, options: dict) -> dict[str, int]:
+        mapping = {k.strip().lower(): v.strip().lower() for k, v in (options.get("map") or {}).items()}
+        for target in mapping.values():
+            if target not in FIELDS:
+                raise InputError(f"--map target {target!r} is not a field; fields are: {', '.join(FIELDS)}")
+        cols: dict[str, int] = {}
+        for i, name in enumerate(header):
+            key = name.strip().lower()
+            field = mapping.get(key) or (key if key in FIELDS else ALIASES.get(key))
+            if field and field not in cols:
+                cols[field] = i
+        missing = [f for f in REQUIRED if f not in cols]
+        if missing:
+            found = ", ".join(h.strip() for h in header) or "(none)"
+            hint = ""
+            if tuple(h.strip().lower() for h in header) in (BURSTGPT_RAW, BURSTGPT_HOURLY):
+                hint = " This looks like BurstGPT: use --format burstgpt --start DATE."
+            raise InputError(
+                f"{fname}: missing column(s) {', '.join(missing)}; found columns: {found}. "
+                f"Map yours with --map column=field (e.g. --map date={missing[0]}).{hint}"
+            )
+        return cols
+
+    def _generic_csv(
+        self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, options: dict
+    ) -> Iterator[UsageRecord]:
+        current = [0]
+
+        def feed() -> Iterable[str]:
+            for n, text in lines:
+                current[0] = n
+                yield text + "\n"
+
+        rows = csv.reader(feed())
+        header = next(rows, None)
+        if header is None:
+            return
+        cols = self._columns(header, fname, options)
+        width = len(header)
+        builder = _Builder(fname, options)
+        for row in rows:
+            n = current[0]
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != width:
+                report.error(fname, n, f"expected {width} fields, found {len(row)}")
+                continue
+            values = {f: row[i] for f, i in cols.items()}
+            rec = builder.build(values, n, report)
+            if rec is not None:
+                report.records += 1
+                yield rec
+
+    def _jsonl(
+        self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, options: dict
+    ) -> Iterator[UsageRecord]:
+        builder = _Builder(fname, options)
+        cols: dict[str, str] | None = None
+        for n, text in lines:
+            if not text.strip():
+                continue
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                report.error(fname, n, json_error_reason(text.encode(), exc))
+                continue
+            if not isinstance(obj, dict):
+                report.error(fname, n, "not a JSON object")
+                continue
+            if cols is None:
+                # The first object decides the columns, as a CSV header would.
+                header = list(obj)
+                idx = self._columns(header, fname, options)
+                cols = {f: header[i] for f, i in idx.items()}
+            values = {f: obj.get(k) for f, k in cols.items()}
+            values = {
+                f: ("" if v is None else v if isinstance(v, str) else _scalar(v)) for f, v in values.items()
+            }
+            rec = builder.build(values, n, report)
+            if rec is not None:
+                report.records += 1
+                yield rec
+
+    # --- BurstGPT -----------------------------------------------------------------------------
+
+    def _burstgpt(
+        self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, options: dict
+    ) -> Iterator[UsageRecord]:
+        first = next(lines, None)
+        if first is None:
+            return
+        header = tuple(h.strip().lower() for h in next(csv.reader([first[1]])))
+        if header == BURSTGPT_RAW:
+            if options.get("start") in (None, ""):
+                raise InputError(
+                    f"{fname}: BurstGPT timestamps are seconds from the trace start; "
+                    "give the start date with --start 2024-01-01"
+                )
+            yield from self._burstgpt_raw(lines, fname, report, parse_start(options["start"]))
+        elif header == BURSTGPT_HOURLY:
+            start = parse_start(options["start"]) if options.get("start") not in (None, "") else None
+            if start is None:
+                raise InputError(
+                    f"{fname}: BurstGPT day numbers count from the trace start; "
+                    "give the start date with --start 2024-01-01"
+                )
+            yield from self._burstgpt_hourly(lines, fname, report, start)
+        else:
+            raise InputError(
+                f"{fname}: not a BurstGPT layout; found columns: {', '.join(header)}. Expected "
+                f"{','.join(BURSTGPT_RAW)} or {','.join(BURSTGPT_HOURLY)}; for other tables use --format generic"
+            )
+
+    def _burstgpt_raw(
+        self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, start: int
+    ) -> Iterator[UsageRecord]:
+        seen: dict[str, int] = {}
+        for n, text in lines:
+            if not text.strip():
+                continue
+            row = text.rstrip("\r").split(",")
+            if len(row) != 6:
+                report.error(fname, n, f"expected 6 fields, found {len(row)}")
+                continue
+            try:
+                secs = float(row[0])
+                if secs != secs or secs < 0:
+                    raise ValueError(f"bad Timestamp {row[0]!r}")
+                req = _int(row[2], "Request tokens")
+                resp = _int(row[3], "Response tokens")
+            except ValueError as exc:
+                report.error(fname, n, str(exc))
+                continue
+            raw_model = row[1].strip()
+            model = BURSTGPT_MODELS.get(raw_model.lower(), raw_model)
+            user = row[5].strip().split(" ")[0].lower()
+            rec = UsageRecord(
+                ts=start + int(secs),
+                provider="openai",
+                model=model,
+                dedup_key="",
+                source="burstgpt",
+                user=user,
+                input_tokens=req,
+                output_tokens=resp,
+            )
+            bad = rec.validate()
+            if bad:
+                report.error(fname, n, bad)
+                continue
+            digest = hashlib.blake2b(
+                f"{rec.ts}|{model}|{user}|{req}|{resp}".encode(), digest_size=16
+            ).hexdigest()
+            k = seen.get(digest, 0)
+            seen[digest] = k + 1
+            rec.dedup_key = f"burstgpt:{digest}" + (f"#{k + 1}" if k else "")
+            report.records += 1
+            yield rec
+
+    def _burstgpt_hourly(
+        self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, start: int
+    ) -> Iterator[UsageRecord]:
+        for n, text in lines:
+            if not text.strip():
+                continue
+            row = text.rstrip("\r").split(",")
+            if len(row) != 5:
+                report.error(fname, n, f"expected 5 fields, found {len(row)}")
+                continue
+            try:
+                day, hour, conv, api, total = (_int(v, name) for v, name in zip(row, BURSTGPT_HOURLY))
+            except ValueError as exc:
+                report.error(fname, n, str(exc))
+                continue
+            if day < 0 or not 0 <= hour < 24 or conv < 0 or api < 0:
+                report.error(fname, n, "day/hour out of range or negative count")
+                continue
+            if conv + api != total:
+                report.error(fname, n, f"conversation + api = {conv + api} but all = {total}")
+                continue
+            ts = start + day * 86400 + hour * 3600
+            for user, count in (("conversation", conv), ("api", api)):
+                if count == 0:
+                    continue
+                report.records += 1
+                yield UsageRecord(
+                    ts=ts,
+                    provider="openai",
+                    model=BURSTGPT_HOURLY_MODEL,
+                    dedup_key=f"burstgpt-hourly:{ts}:{user}",
+                    source="burstgpt",
+                    user=user,
+                    bucket_seconds=3600,
+                    requests=count,
+                )
+
+
+def _scalar(v: object) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (int, float)):
+        return repr(v) if isinstance(v, float) else str(v)
+    return orjson.dumps(v).decode()
+
+
+def _sniff_json(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"{")
+
+
+class _Builder:
+    """Turns one row's field values into a record with its de-duplication key."""
+
+    def __init__(self, fname: str, options: dict) -> None:
+        self.fname = fname
+        self.provider = (options.get("provider") or "").lower()
+        if self.provider and self.provider not in PROVIDERS:
+            raise InputError(f"unknown provider {self.provider!r}; use one of: {', '.join(PROVIDERS)}")
+        self.user = options.get("user") or ""
+        self.project = options.get("project") or ""
+        self.api_key_id = options.get("api_key_id") or ""
+        self.source = options.get("source") or "csv"
+        self.seen: set[int] = set()
+        self.repeats: dict[bytes, int] = {}
+
+    def build(self, v: dict, n: int, report: ParseReport) -> UsageRecord | None:
+        fname = self.fname
+        try:
+            ts_raw = v.get("timestamp", "")
+            if not str(ts_raw).strip():
+                raise ValueError("missing timestamp")
+            try:
+                ts = parse_ts(str(ts_raw))
+            except ValueError:
+                raise ValueError(f"bad timestamp {ts_raw!r}") from None
+            ints = {f: _int(v.get(f), f) for f in _INT_FIELDS}
+            cost_raw = v.get("cost_usd", "")
+            cost = float(cost_raw) if str(cost_raw).strip() else None
+            if cost is not None and cost != cost:
+                raise ValueError("cost_usd is NaN")
+        except ValueError as exc:
+            report.error(fname, n, str(exc))
+            return None
+        model = str(v.get("model", "")).strip()
+        provider = str(v.get("provider", "")).strip().lower() or self.provider or guess_provider(model)
+        if provider not in PROVIDERS:
+            report.error(fname, n, f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
+            return None
+        rec = UsageRecord(
+            ts=ts,
+            provider=provider,
+            model=model,
+            dedup_key="",
+            source=self.source,
+            user=str(v.get("user", "")).strip() or self.user,
+            project=str(v.get("project", "")).strip() or self.project,
+            api_key_id=str(v.get("api_key_id", "")).strip() or self.api_key_id,
+            session_id=str(v.get("session_id", "")).strip(),
+            bucket_seconds=ints["bucket_seconds"],
+            requests=ints["requests"] if str(v.get("requests", "")).strip() else 1,
+            input_tokens=ints["input_tokens"],
+            cached_input_tokens=ints["cached_tokens"],
+            cache_write_tokens=ints["cache_write_tokens"],
+            output_tokens=ints["output_tokens"],
+            reasoning_tokens=ints["reasoning_tokens"],
+            cost_usd=cost,
+            cost_reported=cost is not None,
+        )
+        bad = rec.validate()
+        if bad:
+            report.error(fname, n, bad)
+            return None
+        if rec.bucket_seconds < 0:
+            report.error(fname, n, "negative bucket_seconds")
+            return None
+        row_id = str(v.get("id", "")).strip()
+        if row_id:
+            rec.dedup_key = f"csv:id:{row_id}"
+            return rec
+        content = "|".join(
+            str(x)
+            for x in (
+                rec.ts,
+                rec.provider,
+                rec.model,
+                rec.user,
+                rec.project,
+                rec.api_key_id,
+                rec.session_id,
+                rec.bucket_seconds,
+                rec.requests,
+                rec.input_tokens,
+                rec.cached_input_tokens,
+                rec.cache_write_tokens,
+                rec.output_tokens,
+                rec.reasoning_tokens,
+                "" if cost is None else repr(cost),
+            )
+        )
+        digest = hashlib.blake2b(content.encode(), digest_size=16).digest()
+        short = int.from_bytes(digest[:8], "little")
+        k = 0
+        if short in self.seen:
+            k = self.repeats.get(digest, 0) + 1
+            self.repeats[digest] = k
+        else:
+            self.seen.add(short)
+        rec.dedup_key = f"csv:{digest.hex()}" + (f"#{k}" if k else "")
+        return rec

@@ -425,7 +425,7 @@ def test_save_and_load_user_snapshot(tmp_path: Path) -> None:
     assert load_snapshot(target) == snap
     assert Pricer(snapshot=load_snapshot(target)).price_version == "test-1"
     target.write_text("{not json")
-    with pytest.raises(PricingError, match="not valid JSON"):
+    with pytest.raises(PricingError, match=r"not valid JSON.*delete .*prices_snapshot.json"):
         load_snapshot(target)
 
 

@@ -140,5 +140,10 @@ def _bundled() -> dict[str, Any]:
 def load_snapshot(path: Path | None = None) -> dict[str, Any]:
     """The user's snapshot at ``path`` if that file exists, else the bundled one (shared; do not mutate)."""
     if path is not None and Path(path).is_file():
-        return parse_prices(Path(path).read_bytes(), str(path))
+        try:
+            return parse_prices(Path(path).read_bytes(), str(path))
+        except PricingError as exc:
+            raise PricingError(
+                f"{exc} (or delete {path} to use the prices bundled with openai-monitor)"
+            ) from exc
     return _bundled()

@@ -11,19 +11,23 @@ from __future__ import annotations
 import importlib
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, text
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
 
-from . import schema as s
-
-Step = tuple[str, Callable[[Connection], None]]
+# Kept free of module-level SQLAlchemy imports: read commands list step names without paying for it.
+Step = tuple[str, Callable[[Any], None]]
 
 
 def _m001_initial(conn: Connection) -> None:
+    from . import schema as s
+
     s.metadata.create_all(conn, tables=[s.usage_records, s.import_progress, s.meta_kv, s.import_runs])
 
 
 def _m002_rollups(conn: Connection) -> None:
+    from . import schema as s
     from .repo import rebuild_rollups_sql
 
     s.metadata.create_all(conn, tables=[s.rollup])
@@ -56,6 +60,8 @@ def step_names() -> list[str]:
 
 
 def applied(conn: Connection) -> set[str]:
+    from sqlalchemy import text
+
     conn.execute(
         text("CREATE TABLE IF NOT EXISTS _migrations (name VARCHAR(200) PRIMARY KEY, applied_at BIGINT)")
     )
@@ -64,6 +70,8 @@ def applied(conn: Connection) -> set[str]:
 
 def migrate(conn: Connection, upto: str | None = None) -> list[str]:
     """Apply pending steps (up to and including ``upto`` if given). Returns the names applied."""
+    from sqlalchemy import text
+
     done = applied(conn)
     ran: list[str] = []
     for name, fn in all_steps():

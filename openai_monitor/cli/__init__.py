@@ -1,0 +1,126 @@
+"""The Typer app behind ``openai-monitor``, ``oaimonitor`` and ``oaim``: the one error boundary.
+
+Commands live in feature modules (``cli/<area>.py``), each exposing ``register(app)``. With no command,
+the program runs the live monitor (``openai-monitor --plan tier2``)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from .. import __version__
+from ..errors import MonitorError
+from .common import AppState, debug_enabled
+
+COMMAND_MODULES = ("core", "reports", "ml", "monitor", "service", "collectors")
+
+# Exit codes shared by every command (the monitor adds its own in cli/monitor.py).
+EXIT_ERROR = 1
+EXIT_INTERNAL = 70
+
+
+class BoundaryGroup(TyperGroup):
+    """Turns typed errors into a one-line message and an exit code; never a traceback for users."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(self.commands)  # registration order, not alphabetical
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MonitorError as e:
+            typer.echo(f"error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:
+            if _is_click_control(e) or debug_enabled():
+                raise
+            typer.echo(
+                f"internal error: {type(e).__name__}: {e} (set OAIM_DEBUG=1 for a traceback and report it)",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL)
+
+
+def _is_click_control(e: BaseException) -> bool:
+    # Typer >= 0.20 vendors click; match its control-flow exceptions by class name to support both.
+    return any(c.__name__ in ("ClickException", "Exit", "Abort") for c in type(e).__mro__)
+
+
+app = typer.Typer(
+    cls=BoundaryGroup,
+    help="Track, forecast and explain what you spend on LLM APIs (OpenAI, Anthropic, Gemini, Mistral).",
+    no_args_is_help=False,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"openai-monitor {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    db: str | None = typer.Option(None, "--db", envvar="OAIM_DATABASE_URL", help="SQLAlchemy database URL."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+    plan: str | None = typer.Option(None, "--plan", help="Monitor: free|tier1..tier5|auto|custom."),
+    limit: float | None = typer.Option(None, "--limit", help="Monitor: monthly limit in USD (custom plan)."),
+    timezone: str | None = typer.Option(None, "--timezone", help="Monitor: IANA time zone for days/months."),
+    refresh: float = typer.Option(10.0, "--refresh", help="Monitor: seconds between refreshes."),
+    once: bool = typer.Option(False, "--once", help="Monitor: print one frame and exit."),
+    json_out: bool = typer.Option(False, "--json", help="Monitor: print the figures as JSON and exit."),
+) -> None:
+    st = ctx.ensure_object(AppState)
+    st.db_url = db
+    st.extra["monitor_opts"] = {
+        "plan": plan,
+        "limit": limit,
+        "timezone": timezone,
+        "refresh": refresh,
+        "once": once,
+        "json_out": json_out,
+    }
+    if ctx.invoked_subcommand is None:
+        default = st.extra.get("default_command") or _DEFAULT.get("fn")
+        if default is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit()
+        default(ctx, **st.extra["monitor_opts"])
+
+
+_DEFAULT: dict[str, Any] = {}
+
+
+def set_default_command(fn: Any) -> None:
+    """Register the function run when no command is given (the live monitor)."""
+    _DEFAULT["fn"] = fn
+
+
+for _name in COMMAND_MODULES:
+    _mod = f"{__name__}.{_name}"
+    if importlib.util.find_spec(_mod) is not None:
+        importlib.import_module(_mod).register(app)
+
+
+def main() -> None:
+    app(prog_name=_prog_name())
+
+
+def _prog_name() -> str:
+    import os
+
+    return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "oaim"

@@ -1,0 +1,1 @@
+"""Orchestration between the store, sources, pricing and the ML core (ingest, train, detect, alerts)."""

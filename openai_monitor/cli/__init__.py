@@ -17,7 +17,7 @@ from .. import __version__
 from ..errors import MonitorError
 from .common import AppState, debug_enabled
 
-COMMAND_MODULES = ("core", "reports", "ml", "monitor", "service", "collectors")
+COMMAND_MODULES = ("core", "reports", "ml", "monitor", "insights", "service", "collectors", "proxy")
 
 # Exit codes shared by every command (the monitor adds its own in cli/monitor.py).
 EXIT_ERROR = 1

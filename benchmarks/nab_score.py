@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     scores = {name: s for name, s, _ in done}
     detect_s = time.perf_counter() - t0
     rows = sum(len(f.values) for f in files)
-    print(f"detector: rolling-fit IsolationForest, {len(files)} files, {rows} rows, {detect_s:.1f} s ({args.jobs} jobs)")
+    print(
+        f"detector: rolling-fit IsolationForest, {len(files)} files, {rows} rows, {detect_s:.1f} s ({args.jobs} jobs)"
+    )
 
     results = {}
     for name, cost in profiles.items():
@@ -115,17 +117,29 @@ def main(argv: list[str] | None = None) -> int:
     n_in = sum(r.detections_in_windows for r in main_res.files)
     recall = n_hit / n_win if n_win else 0.0
     precision = n_in / n_det if n_det else 0.0
-    print(f"\nwindow recall {n_hit}/{n_win} = {recall:.3f}; detections inside windows {n_in}/{n_det} = {precision:.3f}")
+    print(
+        f"\nwindow recall {n_hit}/{n_win} = {recall:.3f}; detections inside windows {n_in}/{n_det} = {precision:.3f}"
+    )
     print("\nprofile                     threshold      raw     null  perfect  normalised")
     for name, r in results.items():
-        print(f"{name:26s} {r.threshold:10.6f} {r.raw:8.3f} {r.null:8.3f} {r.perfect:8.3f} {r.normalized:11.2f}")
+        print(
+            f"{name:26s} {r.threshold:10.6f} {r.raw:8.3f} {r.null:8.3f} {r.perfect:8.3f} {r.normalized:11.2f}"
+        )
     print(f"ratio vs null detector baseline (normalised, null = 0): {main_res.normalized:.2f}")
     out = {
         "nab_standard": round(results["standard"].normalized, 3) if "standard" in results else None,
-        "nab_reward_low_FP_rate": round(results["reward_low_FP_rate"].normalized, 3) if "reward_low_FP_rate" in results else None,
-        "nab_reward_low_FN_rate": round(results["reward_low_FN_rate"].normalized, 3) if "reward_low_FN_rate" in results else None,
-        "nab_standard_fixed_threshold": round(results["standard_fixed"].normalized, 3) if "standard_fixed" in results else None,
-        "threshold_standard": main_res.threshold if args.profile == "standard" else results["standard"].threshold,
+        "nab_reward_low_FP_rate": round(results["reward_low_FP_rate"].normalized, 3)
+        if "reward_low_FP_rate" in results
+        else None,
+        "nab_reward_low_FN_rate": round(results["reward_low_FN_rate"].normalized, 3)
+        if "reward_low_FN_rate" in results
+        else None,
+        "nab_standard_fixed_threshold": round(results["standard_fixed"].normalized, 3)
+        if "standard_fixed" in results
+        else None,
+        "threshold_standard": main_res.threshold
+        if args.profile == "standard"
+        else results["standard"].threshold,
         "window_recall": round(recall, 4),
         "detection_precision": round(precision, 4),
         "files": len(files),

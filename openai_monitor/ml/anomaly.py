@@ -36,7 +36,7 @@ class AnomalyDetector:
 
     def __init__(
         self,
-        contamination: float | str = 0.01,
+        contamination: float | str = 0.05,
         threshold: float | None = None,
         seed: int = 0,
         n_estimators: int = 100,
@@ -56,7 +56,9 @@ class AnomalyDetector:
         self.n_estimators = n_estimators
         self.max_samples = max_samples
 
-    def fit(self, features: pd.DataFrame | np.ndarray, exclude: Sequence[bool] | np.ndarray | None = None) -> AnomalyDetector:
+    def fit(
+        self, features: pd.DataFrame | np.ndarray, exclude: Sequence[bool] | np.ndarray | None = None
+    ) -> AnomalyDetector:
         """Fit on feature rows; rows where ``exclude`` is True (acknowledged "expected" hours) are left out."""
         from sklearn.ensemble import IsolationForest
 
@@ -67,7 +69,9 @@ class AnomalyDetector:
                 raise ValueError(f"exclude has {mask.shape[0]} entries for {len(x)} feature rows")
             x = x[~mask]
         if len(x) < 2:
-            raise ModelError("not enough hours to train an anomaly detector (need at least 2); collect more usage first")
+            raise ModelError(
+                "not enough hours to train an anomaly detector (need at least 2); collect more usage first"
+            )
         forest = IsolationForest(
             n_estimators=self.n_estimators,
             max_samples=self.max_samples,
@@ -92,7 +96,9 @@ class AnomalyDetector:
         self._check_fitted()
         x, names = _matrix(features)
         if names is not None and self.feature_names_ is not None and list(names) != list(self.feature_names_):
-            raise ValueError(f"feature columns {list(names)} differ from the trained ones {list(self.feature_names_)}")
+            raise ValueError(
+                f"feature columns {list(names)} differ from the trained ones {list(self.feature_names_)}"
+            )
         if x.shape[1] != self.forest_.n_features_in_:
             raise ValueError(f"expected {self.forest_.n_features_in_} features, got {x.shape[1]}")
         return -self.forest_.score_samples(x)
@@ -176,16 +182,34 @@ def detect(
     scores = detector.score(features)
     usual: dict[str, np.ndarray] = {}
     zmax = np.zeros(len(frame))
+    active = frame["tokens"].to_numpy() > 0
+    req = frame["requests"].to_numpy(float)
+    req_usual, _ = how_baseline(pd.Series(np.log1p(req)), how, use)
+    # Counting noise: log1p of a Poisson count with mean m wobbles by about 1 / sqrt(m + 1), so a quiet
+    # hour going from 0 to 2 requests is not "many deviations" off; ratios of a few requests are noisy too.
+    volume_floor = 1.0 / np.sqrt(np.expm1(req_usual) + 1.0)
+    ratio_floor = 1.0 / np.sqrt(req + 1.0)
     for col, _ in _EVIDENCE:
         vals = frame[col].to_numpy(float)
-        logv = np.log1p(vals) if col not in ("cache_hit_share", "dominant_model_share") else vals
+        share = col in ("cache_hit_share", "dominant_model_share")
+        logv = vals if share else np.log1p(vals)
         med, scale = how_baseline(pd.Series(logv), how, use)
-        usual[col] = np.expm1(med) if col not in ("cache_hit_share", "dominant_model_share") else med
-        if col in ("requests", "tokens", "cost_usd", "tokens_per_request", "cost_per_mtok", "dominant_model_share"):
-            zmax = np.maximum(zmax, np.abs(logv - med) / scale)
+        usual[col] = med if share else np.expm1(med)
+        # Only rises count (spend risk), plus the usual model losing its share in an hour with usage.
+        if col == "requests":
+            zmax = np.maximum(zmax, np.where(active, (logv - med) / np.maximum(scale, volume_floor), 0.0))
+        elif col in ("tokens", "cost_usd", "tokens_per_request", "cost_per_mtok"):
+            # Against a usual of zero only the request count says how unusual the hour is.
+            z = (logv - med) / np.maximum(scale, ratio_floor)
+            zmax = np.maximum(zmax, np.where(active & (med > 0), z, 0.0))
+        elif col == "dominant_model_share":
+            z = (med - logv) / np.maximum(scale, ratio_floor)
+            zmax = np.maximum(zmax, np.where(active, z, 0.0))
     if expected is not None:
         exp_cost = pd.Series(expected).reindex(features.index).astype(float)
-        usual_cost = np.where(exp_cost.notna(), np.clip(exp_cost.fillna(0).to_numpy(), 0, None), usual["cost_usd"])
+        usual_cost = np.where(
+            exp_cost.notna(), np.clip(exp_cost.fillna(0).to_numpy(), 0, None), usual["cost_usd"]
+        )
     else:
         usual_cost = usual["cost_usd"]
     ts = features.index.to_numpy(dtype="int64")
@@ -253,22 +277,37 @@ def _fmt_ratio(r: float) -> str:
     return "normal"
 
 
-def _explain(evidence: dict, frame: pd.DataFrame, usual: Mapping[str, np.ndarray], sl: slice, tz: str, start: int) -> tuple[str, str]:
+def _explain(
+    evidence: dict, frame: pd.DataFrame, usual: Mapping[str, np.ndarray], sl: slice, tz: str, start: int
+) -> tuple[str, str]:
     local = pd.Timestamp(start, unit="s", tz="UTC").tz_convert(tz)
     when = f"{DAYS[local.dayofweek]} {local.hour:02d}:00"
     r = {label: evidence[label]["ratio"] for _, label in _EVIDENCE}
     shape_normal = 0.67 <= r["tokens per request"] <= 1.5
     volume_up = r["requests"] >= 3 or r["tokens"] >= 3
-    model_changed = r["cost per token"] >= 2 or r["cost per token"] <= 0.5 or evidence["share of the usual model"]["observed"] <= evidence["share of the usual model"]["usual"] - 0.3
-    bloat = r["tokens per request"] >= 2
-    # Off-hours: this scope usually makes under a tenth of its typical hourly requests at these hours.
-    typical = float(np.median(frame["requests"].to_numpy()[frame["requests"].to_numpy() > 0])) if (frame["requests"].to_numpy() > 0).any() else 0.0
-    off_hours = float(usual["requests"][sl].mean()) <= 0.1 * typical
+    share = evidence["share of the usual model"]
+    cpt = r["cost per token"]
+    model_changed = (
+        evidence["tokens"]["observed"] > 0
+        and evidence["cost per token"]["usual"] > 0
+        and (cpt >= 2 or cpt <= 0.5 or share["observed"] <= share["usual"] - 0.3)
+    )
+    # A volume surge also shifts the model mix; call it a model switch only when price moved more.
+    if model_changed and volume_up and np.isfinite(r["requests"]):
+        model_changed = abs(np.log(max(cpt, 1e-9))) > abs(np.log(max(r["requests"], 1e-9)))
+    bloat = r["tokens per request"] >= 2 and evidence["tokens per request"]["usual"] > 0
+    # Off-hours: this scope usually makes under a tenth of its busy-hour requests at these hours.
+    busy = float(np.quantile(usual["requests"], 0.9))
+    off_hours = float(usual["requests"][sl].mean()) <= 0.1 * busy
     parts = []
     if model_changed:
-        kind, verdict = "model_switch", "looks like a switch to a pricier model" if r["cost per token"] >= 1 else "looks like a switch to a cheaper model"
+        kind, verdict = (
+            "model_switch",
+            "looks like a switch to a pricier model"
+            if r["cost per token"] >= 1
+            else "looks like a switch to a cheaper model",
+        )
         parts.append(f"cost per token {_fmt_ratio(r['cost per token'])} for {when}")
-        share = evidence["share of the usual model"]
         parts.append(f"share of the usual model {share['observed']:.0%} (usually {share['usual']:.0%})")
     elif bloat:
         kind, verdict = "prompt_bloat", "looks like long contexts or prompt bloat"
@@ -281,12 +320,17 @@ def _explain(evidence: dict, frame: pd.DataFrame, usual: Mapping[str, np.ndarray
         parts.append(f"requests {_fmt_ratio(r['requests'])} for {when}")
     else:
         kind, verdict = "unusual", "unusual for this hour of the week"
-        top = max((lbl for lbl in r if r[lbl] > 0), key=lambda lbl: abs(np.log(r[lbl])) if np.isfinite(r[lbl]) else 1e9)
+        top = max(
+            (lbl for lbl in r if r[lbl] > 0),
+            key=lambda lbl: abs(np.log(r[lbl])) if np.isfinite(r[lbl]) else 1e9,
+        )
         parts.append(f"{top} {_fmt_ratio(r[top])} for {when}")
     if volume_up and kind != "loop" and kind != "leaked_key":
         parts.append(f"requests {_fmt_ratio(r['requests'])}")
     if kind in ("loop", "leaked_key"):
-        parts.append(f"tokens per request {'normal' if shape_normal else _fmt_ratio(r['tokens per request'])}")
+        parts.append(
+            f"tokens per request {'normal' if shape_normal else _fmt_ratio(r['tokens per request'])}"
+        )
     return kind, "; ".join(parts) + f": {verdict}"
 
 
@@ -318,14 +362,26 @@ def attribute(
 
     how = hour_of_week(index, tz)
     in_window = (index >= finding.window_start) & (index < finding.window_end)
-    pivot = df.pivot_table(index="bucket_ts", columns=["dim", "key"], values="cost_usd", aggfunc="sum").reindex(index, fill_value=0).fillna(0.0)
+    pivot = (
+        df.pivot_table(index="bucket_ts", columns=["dim", "key"], values="cost_usd", aggfunc="sum")
+        .reindex(index, fill_value=0)
+        .fillna(0.0)
+    )
     out = []
     for (dim, key), col in pivot.items():
         vals = col.to_numpy(float)
         usual, _ = how_baseline(pd.Series(vals), how, ~in_window)
         actual = float(vals[in_window].sum())
         exp = float(usual[in_window].sum())
-        out.append({"dim": str(dim), "key": str(key), "actual_usd": actual, "expected_usd": exp, "impact_usd": actual - exp})
+        out.append(
+            {
+                "dim": str(dim),
+                "key": str(key),
+                "actual_usd": actual,
+                "expected_usd": exp,
+                "impact_usd": actual - exp,
+            }
+        )
     total = finding.impact_usd if finding.impact_usd > 0 else sum(max(o["impact_usd"], 0) for o in out)
     for o in out:
         o["share"] = o["impact_usd"] / total if total > 0 else 0.0
@@ -337,7 +393,12 @@ def _versions() -> dict[str, str]:
     import sklearn
     import skops
 
-    return {"numpy": np.__version__, "pandas": pd.__version__, "scikit-learn": sklearn.__version__, "skops": skops.__version__}
+    return {
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "scikit-learn": sklearn.__version__,
+        "skops": skops.__version__,
+    }
 
 
 def dump_detector(det: AnomalyDetector) -> bytes:
@@ -378,7 +439,9 @@ def load_detector(data: bytes) -> AnomalyDetector:
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as exc:
-        raise ModelError("anomaly model file is not a detector artefact; retrain with 'oaim train --force'") from exc
+        raise ModelError(
+            "anomaly model file is not a detector artefact; retrain with 'oaim train --force'"
+        ) from exc
     with zf:
         names = set(zf.namelist())
         if "detector.json" in names:
@@ -391,10 +454,14 @@ def load_detector(data: bytes) -> AnomalyDetector:
             raise ModelError("anomaly model artefact has no metadata; retrain with 'oaim train --force'")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
-        raise ModelError(f"anomaly model format {version} is not supported (this version reads 1-{FORMAT_VERSION}); retrain with 'oaim train --force'")
+        raise ModelError(
+            f"anomaly model format {version} is not supported (this version reads 1-{FORMAT_VERSION}); retrain with 'oaim train --force'"
+        )
     untrusted = [t for t in sio.get_untrusted_types(data=forest_bytes) if t not in _TRUSTED_TYPES]
     if untrusted:
-        raise ModelError(f"anomaly model artefact contains unexpected types {untrusted}; retrain with 'oaim train --force'")
+        raise ModelError(
+            f"anomaly model artefact contains unexpected types {untrusted}; retrain with 'oaim train --force'"
+        )
     forest = sio.loads(forest_bytes, trusted=list(_TRUSTED_TYPES))
     p, f = meta["params"], meta["fitted"]
     det = AnomalyDetector(

@@ -41,10 +41,13 @@ FEATURE_COLUMNS = (
     "z_requests",
     "z_tokens_per_request",
     "z_cost_per_mtok",
+    "z_max",
 )
 
 
-def hourly_frame(rows: pd.DataFrame, tz: str = "UTC", *, start: int | None = None, end: int | None = None) -> pd.DataFrame:
+def hourly_frame(
+    rows: pd.DataFrame, tz: str = "UTC", *, start: int | None = None, end: int | None = None
+) -> pd.DataFrame:
     """Aggregate one scope's rollup rows to a regular hourly frame (missing hours are zeros).
 
     Index: ``bucket_ts`` (UTC Unix seconds of the hour start). Columns: the usage sums, ``tokens``,
@@ -55,7 +58,9 @@ def hourly_frame(rows: pd.DataFrame, tz: str = "UTC", *, start: int | None = Non
     """
     missing = [c for c in ("bucket_ts", *USAGE_COLUMNS) if c not in rows.columns]
     if missing:
-        raise ValueError(f"usage rows lack columns {missing}; pass hourly rollup rows with {list(USAGE_COLUMNS)}")
+        raise ValueError(
+            f"usage rows lack columns {missing}; pass hourly rollup rows with {list(USAGE_COLUMNS)}"
+        )
     df = rows.copy()
     df["bucket_ts"] = (df["bucket_ts"].astype("int64") // HOUR) * HOUR
     lo = int(df["bucket_ts"].min()) if start is None else (int(start) // HOUR) * HOUR
@@ -89,7 +94,9 @@ def hour_of_week(ts: np.ndarray, tz: str) -> np.ndarray:
     return (local.dayofweek * 24 + local.hour).to_numpy(dtype="int64")
 
 
-def how_baseline(values: pd.Series, how: np.ndarray, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def how_baseline(
+    values: pd.Series, how: np.ndarray, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Usual value and robust scale per row from the median / MAD of the same hour of the week.
 
     ``mask`` (True = use) excludes hours from the baseline, e.g. acknowledged incidents. Hours of the week
@@ -146,7 +153,9 @@ def hourly_features(
     out["log_cost_per_mtok"] = log_cpt
     share = np.ones(len(index))
     if scope_rows_total is not None and len(scope_rows_total):
-        total = scope_rows_total.assign(bucket_ts=(scope_rows_total["bucket_ts"].astype("int64") // HOUR) * HOUR)
+        total = scope_rows_total.assign(
+            bucket_ts=(scope_rows_total["bucket_ts"].astype("int64") // HOUR) * HOUR
+        )
         total_cost = total.groupby("bucket_ts")["cost_usd"].sum().reindex(index, fill_value=0).to_numpy(float)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(total_cost > 0, frame["cost_usd"].to_numpy() / total_cost, 0.0)
@@ -157,29 +166,43 @@ def hourly_features(
     if expected is not None:
         exp_cost = pd.Series(expected).reindex(index).astype(float)
         fallback, _ = how_baseline(log_cost, how, use)
-        exp_log = np.where(exp_cost.notna(), np.log1p(np.clip(exp_cost.fillna(0).to_numpy(), 0, None) * 100.0), fallback)
+        exp_log = np.where(
+            exp_cost.notna(), np.log1p(np.clip(exp_cost.fillna(0).to_numpy(), 0, None) * 100.0), fallback
+        )
         resid = log_cost - exp_log
         ref = resid if use is None else resid[use]
         scale = max(float(np.median(np.abs(ref - np.median(ref)))) * MAD_TO_SIGMA, MIN_LOG_SCALE)
-        out["z_cost"] = resid / scale
+        out["z_cost"] = np.maximum(resid / scale, Z_FLOOR)
     else:
         out["z_cost"] = _robust_z(log_cost, how, use)
     out["z_tokens"] = _robust_z(log_tokens, how, use)
     out["z_requests"] = _robust_z(log_requests, how, use)
     out["z_tokens_per_request"] = _robust_z(log_tpr, how, use)
     out["z_cost_per_mtok"] = _robust_z(log_cpt, how, use)
+    # The largest rise of any metric: one axis on which a single-metric incident (a model switch shows
+    # only in cost per token) stands out, however many other features look ordinary.
+    out["z_max"] = out[["z_cost", "z_tokens", "z_requests", "z_tokens_per_request", "z_cost_per_mtok"]].max(
+        axis=1
+    )
     return out[list(FEATURE_COLUMNS)]
+
+
+# Spend risk is one-sided: an hour far below its usual level (often an empty night hour) is clipped here
+# so the forest does not spend its isolation on quiet hours instead of spikes.
+Z_FLOOR = -4.0
 
 
 def _robust_z(v: np.ndarray, how: np.ndarray, use: np.ndarray | None) -> np.ndarray:
     usual, scale = how_baseline(pd.Series(v), how, use)
-    return (v - usual) / scale
+    return np.maximum((v - usual) / scale, Z_FLOOR)
 
 
 STREAM_COLUMNS = ("z_value", "z_diff", "z_mean_short", "log_std_ratio", "z_seasonal")
 
 
-def stream_features(timestamps: np.ndarray, values: np.ndarray, *, short: int = 6, long: int = 400) -> pd.DataFrame:
+def stream_features(
+    timestamps: np.ndarray, values: np.ndarray, *, short: int = 6, long: int = 400
+) -> pd.DataFrame:
     """Causal features of a univariate stream: the value at row ``t`` is compared with rows before ``t``.
 
     * ``z_value``: value vs the median / MAD of the previous ``long`` rows;
@@ -190,16 +213,18 @@ def stream_features(timestamps: np.ndarray, values: np.ndarray, *, short: int = 
     * ``z_seasonal``: value vs the median of past values at the same time of day (daily cycles).
     """
     v = pd.Series(np.asarray(values, dtype=float))
-    n = len(v)
     prev = v.shift(1)
     med = prev.rolling(long, min_periods=10).median()
     mad = (prev - med).abs().rolling(long, min_periods=10).median() * MAD_TO_SIGMA
     spread = prev.rolling(long, min_periods=10).std()
-    floor = np.nanmax([np.nanmedian(mad.to_numpy()) if mad.notna().any() else 0.0, 1e-9]) * 0.1
+    # Floor for flat stretches (MAD 0): a tenth of the typical MAD so far, never the future's.
+    floor = np.fmax(mad.expanding(min_periods=1).median().fillna(0.0).to_numpy() * 0.1, 1e-9)
     scale = np.maximum(np.fmax(mad.to_numpy(), 0.2 * spread.to_numpy()), floor)
     diff = v.diff()
     dmad = diff.shift(1).abs().rolling(long, min_periods=10).median() * MAD_TO_SIGMA
-    dscale = np.maximum(np.fmax(dmad.to_numpy(), 0.2 * diff.shift(1).rolling(long, min_periods=10).std().to_numpy()), floor)
+    dscale = np.maximum(
+        np.fmax(dmad.to_numpy(), 0.2 * diff.shift(1).rolling(long, min_periods=10).std().to_numpy()), floor
+    )
     short_mean = v.rolling(short, min_periods=1).mean()
     short_std = v.rolling(4 * short, min_periods=3).std()
     out = pd.DataFrame(
@@ -211,9 +236,7 @@ def stream_features(timestamps: np.ndarray, values: np.ndarray, *, short: int = 
             "z_seasonal": _seasonal_z(timestamps, v, scale),
         }
     )
-    out = out.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(-50, 50)
-    assert len(out) == n
-    return out
+    return out.replace([np.inf, -np.inf], np.nan).fillna(0.0).clip(-50, 50)
 
 
 def _seasonal_z(timestamps: np.ndarray, v: pd.Series, scale: np.ndarray, days: int = 7) -> np.ndarray:

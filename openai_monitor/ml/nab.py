@@ -283,7 +283,9 @@ def score_corpus(
             )
         )
     raw = sum(r.score for r in results)
-    return ProfileResult(profile, threshold, raw, null, perfect, normalized_score(raw, null, perfect), tuple(results))
+    return ProfileResult(
+        profile, threshold, raw, null, perfect, normalized_score(raw, null, perfect), tuple(results)
+    )
 
 
 def rolling_scores(
@@ -322,23 +324,23 @@ def rolling_scores(
     return _calibrate(raw, start)
 
 
-def _calibrate(raw: np.ndarray, start: int, history: int = 2000, refractory: int = 0) -> np.ndarray:
+def _calibrate(raw: np.ndarray, start: int, history: int = 5000) -> np.ndarray:
     """Turn raw forest scores into a causal tail probability, then damp repeats.
 
     The calibrated score of row ``t`` is the fraction of the previous ``history`` raw scores (after the
-    probation start) that are strictly below it. A row within ``refractory`` rows after a higher-or-equal
-    calibrated score is halved, so one event yields one top score.
+    probation start) strictly below it. A row whose score does not exceed the best of the previous
+    ``start // 2`` rows is halved (a refractory period of half the probation length NAB hands every
+    detector), so one sustained event yields one alarm rather than a string of false positives.
     """
     n = len(raw)
     out = np.zeros(n)
-    if refractory <= 0:
-        refractory = max(n // 100, 10)
+    refractory = max(start // 2, 10)
     for t in range(start + 1, n):
         past = raw[max(start, t - history) : t]
         out[t] = float(np.mean(past < raw[t]))
     damped = out.copy()
     for t in range(start + 1, n):
         lo = max(start, t - refractory)
-        if lo < t and out[lo:t].max() >= out[t]:
+        if out[lo:t].max() >= out[t]:
             damped[t] = out[t] * 0.5
     return damped

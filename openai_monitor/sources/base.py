@@ -82,7 +82,14 @@ class LineReader:
         # skipping: inside an over-long line; reported: that line was already yielded as None.
         skipping = reported = self.in_long_line
         while True:
-            chunk = fh.read(size)
+            if skipping:
+                n_skip, chunk = _skip_line(fh)
+                if reported:
+                    offset += n_skip
+                else:
+                    pending_len += n_skip
+            else:
+                chunk = fh.read(size)
             if not chunk:
                 break
             start = 0
@@ -165,7 +172,14 @@ class LineReader:
         skipping = reported = self.in_long_line
         skip_len = 0
         while True:
-            chunk = fh.read(size)
+            if skipping:
+                n_skip, chunk = _skip_line(fh)
+                if reported:
+                    offset += n_skip
+                else:
+                    skip_len += n_skip
+            else:
+                chunk = fh.read(size)
             if not chunk:
                 break
             if skipping:
@@ -227,6 +241,26 @@ class LineReader:
             self.offset, self.lineno = offset, lineno
             if needle in tail:
                 yield lineno, tail
+
+
+_SKIP_BUFFER = 8 * 1024 * 1024
+
+
+def _skip_line(fh: BinaryIO) -> tuple[int, bytes]:
+    """Read past the rest of an over-long line into one reused buffer (no allocation per chunk).
+
+    Returns the number of bytes skipped and the data from the newline on (empty at end of file).
+    """
+    buf = bytearray(_SKIP_BUFFER)
+    skipped = 0
+    while True:
+        n = fh.readinto(buf)
+        if not n:
+            return skipped, b""
+        nl = buf.find(b"\n", 0, n)
+        if nl >= 0:
+            return skipped + nl, bytes(buf[nl:n])
+        skipped += n
 
 
 def begin_read(path: Path, offset: int, state: dict) -> tuple[int, int, bool]:

@@ -234,6 +234,9 @@ class CsvAdapter:
         for target in mapping.values():
             if target not in FIELDS:
                 raise InputError(f"--map target {target!r} is not a field; fields are: {', '.join(FIELDS)}")
+        if not mapping and tuple(h.strip().lower() for h in header) in (BURSTGPT_RAW, BURSTGPT_HOURLY):
+            # Its Timestamp column would pass as generic, but holds seconds from the trace start.
+            raise InputError(f"{fname} is a BurstGPT trace; import it with --format burstgpt --start DATE")
         cols: dict[str, int] = {}
         for i, name in enumerate(header):
             key = name.strip().lower()
@@ -243,12 +246,9 @@ class CsvAdapter:
         missing = [f for f in REQUIRED if f not in cols]
         if missing:
             found = ", ".join(h.strip() for h in header) or "(none)"
-            hint = ""
-            if tuple(h.strip().lower() for h in header) in (BURSTGPT_RAW, BURSTGPT_HOURLY):
-                hint = " This looks like BurstGPT: use --format burstgpt --start DATE."
             raise InputError(
                 f"{fname}: missing column(s) {', '.join(missing)}; found columns: {found}. "
-                f"Map yours with --map column=field (e.g. --map date={missing[0]}).{hint}"
+                f"Map yours with --map column=field (e.g. --map when={missing[0]})"
             )
         return cols
 

@@ -28,6 +28,7 @@ def register(app: typer.Typer) -> None:
     app.command("models")(models_cmd)
     app.command("reset")(reset_cmd)
     app.command("doctor")(doctor_cmd)
+    app.command("demo")(demo_cmd)
 
 
 # -- import ------------------------------------------------------------------------------------------
@@ -533,3 +534,66 @@ def doctor_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json"
             )
     if not all(ch["ok"] for ch in checks):
         raise typer.Exit(1)
+
+
+# -- demo --------------------------------------------------------------------------------------------
+
+
+def demo_cmd(
+    ctx: typer.Context,
+    home: Path | None = typer.Option(
+        None, "--home", help="Where to keep the demo's state (default: HOME/demo)."
+    ),
+    train_models: bool = typer.Option(
+        True, "--train/--no-train", help="Fit forecasts and anomaly detectors."
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the monitor's figures as JSON."),
+) -> None:
+    """The main job on bundled demo data: import 6 weeks of real-arrival usage, train, show the monitor.
+
+    Runs in its own home directory (no key, no server, your real data untouched)."""
+    import os
+    from importlib import resources
+
+    from ..config import home_dir
+    from ..service.demo import write_shifted_demo
+    from ..service.ingest import run_import
+    from ..service.pricing import make_pricer
+    from ..sources import get_adapter
+    from .common import AppState
+
+    demo_home = (home or home_dir() / "demo").expanduser()
+    os.environ["OAIM_HOME"] = str(demo_home)  # everything below (config, db, models) lives there
+    st = ctx.find_root().obj = AppState(db_url=f"sqlite:///{demo_home / 'usage.db'}")
+    st.extra = {"monitor_opts": {}}
+    now = int(time.time())
+    src = resources.files("openai_monitor") / "data" / "demo_usage.csv"
+    shifted = write_shifted_demo(
+        Path(str(src)), demo_home / "demo_usage.csv", now=now, tz=st.settings.timezone
+    )
+    err = console(stderr=True)
+    result = run_import(
+        st.store,
+        get_adapter("csv"),
+        files=[shifted],
+        options={"format": "generic"},
+        pricer=make_pricer(st.settings),
+    )
+    err.print(
+        f"demo data: {result.inserted} new hourly bucket(s) imported into {demo_home} ({result.duplicates} already there)"
+    )
+    if train_models:
+        from ..service.train import train
+
+        err.print("training forecasts and anomaly detectors ...")
+        tr = train(st.store, st.settings, now=now)
+        err.print(f"trained: {tr.summary_line() if hasattr(tr, 'summary_line') else tr}", markup=False)
+    from . import _DEFAULT
+
+    monitor = _DEFAULT.get("fn")
+    if monitor is not None:
+        monitor(ctx, plan=None, limit=None, timezone=None, refresh=10.0, once=True, json_out=json_out)
+    err.print(
+        f"explore it: OAIM_HOME={demo_home} oaim forecast --days 30 | oaim anomalies | oaim summary --by model",
+        markup=False,
+    )

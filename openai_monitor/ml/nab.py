@@ -295,7 +295,7 @@ def rolling_scores(
     refit_every: int = 0,
     max_train: int = 3000,
     seed: int = 0,
-    n_estimators: int = 100,
+    n_estimators: int = 200,
     probation_percent: float = PROBATION_PERCENT,
 ) -> np.ndarray:
     """Causal anomaly scores in [0, 1] for one univariate series using the project's detector.

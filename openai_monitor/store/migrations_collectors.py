@@ -7,4 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-STEPS: list[tuple[str, Callable[[Any], None]]] = []
+
+def _c001_billed_sync_ratelimits(conn: Any) -> None:
+    from .schema import metadata
+    from .schema_collectors import COLLECTOR_TABLES
+
+    metadata.create_all(conn, tables=list(COLLECTOR_TABLES))
+
+
+STEPS: list[tuple[str, Callable[[Any], None]]] = [
+    ("collectors_001_billed_sync_ratelimits", _c001_billed_sync_ratelimits),
+]

@@ -7,4 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-STEPS: list[tuple[str, Callable[[Any], None]]] = []
+
+def _ml001_tables(conn: Any) -> None:
+    from . import schema as s
+    from . import schema_ml as m
+
+    s.metadata.create_all(conn, tables=list(m.ML_TABLES))
+
+
+STEPS: list[tuple[str, Callable[[Any], None]]] = [
+    ("ml001_tables", _ml001_tables),
+]

@@ -50,6 +50,7 @@ _FIX = {
 @dataclass
 class RetryPolicy:
     attempts: int = 6  # total tries per request
+    transport_attempts: int = 3  # tries when the host cannot be reached at all
     base_delay_s: float = 0.5
     max_delay_s: float = 60.0
     max_retry_after_s: float = 300.0  # a longer server-requested wait fails instead of hanging the CLI
@@ -133,7 +134,8 @@ class ApiClient:
                 resp = self._client.get(url, params=params)
             except self._httpx.TransportError as e:
                 last = f"cannot reach {self.base_url} ({type(e).__name__})"
-                if attempt + 1 < self.retry.attempts:
+                # A dead host rarely comes back within seconds: fewer tries than for 429/5xx.
+                if attempt + 1 < min(self.retry.attempts, self.retry.transport_attempts):
                     self._wait(attempt, None)
                     continue
                 raise CollectorError(
@@ -326,6 +328,24 @@ def _existing_keys(store: Any, keys: list[str]) -> int:
     return found
 
 
+_SUMMED = ("requests", "input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
+           "output_tokens", "reasoning_tokens")
+
+
+def merge_same_key(records: list[UsageRecord]) -> list[UsageRecord]:
+    """Sum results of one page that share a key: the API grouped them by a field it did not return (older
+    payloads omit e.g. ``batch``), so they are distinct slices of the same bucket, not repeats."""
+    out: dict[str, UsageRecord] = {}
+    for r in records:
+        prev = out.get(r.dedup_key)
+        if prev is None:
+            out[r.dedup_key] = r
+            continue
+        for f in _SUMMED:
+            setattr(prev, f, getattr(prev, f) + getattr(r, f))
+    return list(out.values())
+
+
 def _write_usage(store: Any, records: list[UsageRecord], res: EndpointResult) -> None:
     # Several pages may repeat a bucket's group (a cursor that split a bucket): keep the last copy.
     unique = list({r.dedup_key: r for r in records}.values())
@@ -406,7 +426,7 @@ def sync_openai(
     now = int(time.time()) if now is None else now
     width = ou.BUCKET_SECONDS[bucket]
     result = SyncResult(provider="openai", bucket=bucket)
-    names = endpoints or list(ou.ENDPOINTS)
+    names = list(ou.ENDPOINTS) if endpoints is None else endpoints
     unknown = [n for n in names if n not in ou.ENDPOINTS]
     if unknown:
         raise CollectorError(f"unknown usage endpoint(s) {unknown}; use some of: {', '.join(ou.ENDPOINTS)}")
@@ -426,10 +446,12 @@ def sync_openai(
                 records: list[UsageRecord] = []
                 buckets: set[tuple[int, int]] = set()
                 for page in client.paginate(ep.path, params):
+                    page_recs: list[UsageRecord] = []
                     for s, e, rec in ou.parse_usage_page(name, page, report):
                         buckets.add((s, e))
                         if rec is not None:
-                            records.append(rec)
+                            page_recs.append(rec)
+                    records.extend(merge_same_key(page_recs))
                 priced = [r for r in records if not r.cost_reported]
                 if pricer is not None and priced:
                     list(pricer.apply(priced))
@@ -520,12 +542,17 @@ def sync_anthropic(
             records: list[UsageRecord] = []
             buckets: set[tuple[int, int]] = set()
             for page in client.paginate(au.USAGE_PATH, params):
+                page_recs: list[UsageRecord] = []
+                windows: dict[str, str] = {}
                 for s, e, rec, window in au.parse_usage_page(page, report):
                     buckets.add((s, e))
                     if rec is not None:
-                        if pricer is not None:
-                            _price_anthropic(pricer, rec, window)
-                        records.append(rec)
+                        page_recs.append(rec)
+                        windows[rec.dedup_key] = window
+                for rec in merge_same_key(page_recs):
+                    if pricer is not None:
+                        _price_anthropic(pricer, rec, windows[rec.dedup_key])
+                    records.append(rec)
             _write_usage(store, records, res)
             res.resume_ts, res.partial_buckets = _resume(sorted(buckets), start, now - settle_seconds)
             res.buckets, res.skipped = len(buckets), report.skipped

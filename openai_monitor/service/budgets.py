@@ -175,14 +175,15 @@ def _forecast_warning(db: Db, b: Budget, spent: float, now: datetime) -> dict[st
     from .monitor import ml_read_module
 
     ml_read = ml_read_module()
-    if ml_read is None:
-        return None
     fc = ml_read.latest_forecast(db, scope_dim=b.scope_dim, scope_key=b.scope_key, metric="cost", freq="d")
     if not fc or not fc.get("summary"):
         return None
     summary = fc["summary"]
-    hit = ml_read.limit_hit(summary, spent, b.amount_usd, now)
-    p = ml_read.prob_exceed(summary, spent, b.amount_usd)
+    now_ts = int(now.timestamp())
+    hit = ml_read.limit_hit(summary, spent, b.amount_usd, now_ts)
+    p = ml_read.prob_exceed(summary, spent, b.amount_usd, now_ts)
+    if p is None:
+        return None  # the stored forecast is from another month
     if not hit:
         return {
             "date": None,
@@ -190,7 +191,7 @@ def _forecast_warning(db: Db, b: Budget, spent: float, now: datetime) -> dict[st
             "basis": "forecast",
             "message": f"forecast: {p:.0%} likely to pass the monthly budget this month",
         }
-    when = hit.get("expected") or hit.get("date")
+    when = hit.get("expected")
     d = datetime.fromisoformat(str(when)).date() if when else None
     prob = float(hit.get("probability", p))
     msg = (

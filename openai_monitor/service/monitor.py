@@ -114,21 +114,14 @@ def peak_rates(db: Db, now_ts: int, days: int = PEAK_WINDOW_DAYS) -> dict[str, A
 
 
 def ml_read_module():
-    """``service.ml_read`` (the training pipeline's read API), or None while it is not installed."""
-    import importlib.util
-
-    if importlib.util.find_spec("openai_monitor.service.ml_read") is None:
-        return None
+    """``service.ml_read``: the training pipeline's stdlib read API over stored forecasts and anomalies."""
     from . import ml_read
 
     return ml_read
 
 
 def _forecast(db: Db) -> dict[str, Any] | None:
-    ml = ml_read_module()
-    if ml is None or not db.table_exists("forecasts"):
-        return None
-    return ml.latest_forecast(db, scope_dim="all", scope_key="", metric="cost", freq="d")
+    return ml_read_module().latest_forecast(db, scope_dim="all", scope_key="", metric="cost", freq="d")
 
 
 def _point_rows(fc: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -215,7 +208,6 @@ def classify(db: Db, settings: Any, now: datetime, projection: dict[str, Any] | 
         table,
         month_end_mean=float(proj.get("mean_usd") or 0.0),
         month_end_upper_80=proj.get("upper_80_usd"),
-        samples=proj.get("samples"),
         peak_rpm=peaks["peak_rpm"],
         peak_tpm=peaks["peak_tpm"],
         model=peaks["model"],
@@ -246,11 +238,11 @@ def _projection(
     end: datetime,
 ) -> dict[str, Any] | None:
     summary = (fc or {}).get("summary") or {}
-    if summary:
-        ml = ml_read_module()
-        me = summary.get("projection") or {}
-        samples = (summary.get("samples") or {}).get("totals")
-        base = float(summary.get("month_to_date") or 0.0)
+    now_ts = int(now.timestamp())
+    ml = ml_read_module()
+    # Re-based on the spend so far; None when the stored summary is from another month (retrain).
+    me = ml.projection(summary, mtd, now_ts) if summary else None
+    if me:
         out: dict[str, Any] = {
             "basis": "forecast",
             "kind": fc.get("kind") if fc else None,
@@ -260,14 +252,12 @@ def _projection(
             "upper_80_usd": me.get("upper_80"),
             "lower_95_usd": me.get("lower_95"),
             "upper_95_usd": me.get("upper_95"),
-            # month-end totals at training time: spend then plus each sampled rest of the month
-            "samples": [base + float(t) for t in samples] if samples else None,
             "prob_exceed_limit": None,
             "limit_hit": None,
         }
-        if limit is not None and ml is not None:
-            out["prob_exceed_limit"] = ml.prob_exceed(summary, mtd, limit)
-            out["limit_hit"] = ml.limit_hit(summary, mtd, limit, now)
+        if limit is not None:
+            out["prob_exceed_limit"] = ml.prob_exceed(summary, mtd, limit, now_ts)
+            out["limit_hit"] = ml.limit_hit(summary, mtd, limit, now_ts)
         return out
     elapsed = (now - start).total_seconds()
     if elapsed <= 0 or mtd <= 0:
@@ -280,7 +270,6 @@ def _projection(
         "mean_usd": pace,
         "lower_80_usd": None,
         "upper_80_usd": None,
-        "samples": None,
         "prob_exceed_limit": None,
         "limit_hit": None,
     }
@@ -346,7 +335,7 @@ def gather(
 
     ml = ml_read_module()
     anomalies: list[dict[str, Any]] = []
-    if ml is not None and db.table_exists("anomalies"):
+    if db.table_exists("anomalies"):
         anomalies = list(ml.open_anomalies(db, limit=5))
     rate_limits = None
     if db.table_exists("ratelimit_snapshots"):
@@ -383,7 +372,7 @@ def gather(
     stale_h = float(settings.daemon.stale_hours)
     coll_age = (now_ts - int(last_collection)) / 3600 if last_collection is not None else None
     collection_stale = coll_age is not None and coll_age > stale_h
-    training = ml.last_training(db) if ml is not None and db.table_exists("training_runs") else None
+    training = ml.last_training(db)
     trained_at = None
     if training:
         trained_at = training.get("finished_at") or training.get("started_at")
@@ -431,8 +420,6 @@ def gather(
         )
     exit_code = min((a["code"] for a in alerts), default=EXIT_OK)
 
-    if projection is not None:
-        projection = {k: v for k, v in projection.items() if k != "samples"}
     return {
         "now": now.astimezone(zone(tz)).isoformat(),
         "timezone": tz,

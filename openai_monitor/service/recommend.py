@@ -106,7 +106,7 @@ def recommendations(db: Db, settings: Any, pricer: Any, since_ts: int, now: date
     from .monitor import ml_read_module
 
     ml_read = ml_read_module()
-    if ml_read is not None and db.table_exists("anomalies"):
+    if db.table_exists("anomalies"):
         anomalies = list(ml_read.open_anomalies(db, since=since_ts, limit=1000))
 
     cache = data["cache"]

@@ -26,6 +26,10 @@ class Db:
         self.is_store = hasattr(handle, "engine")
 
     @property
+    def exists(self) -> bool:
+        return True if self.is_store else self.handle.exists
+
+    @property
     def url(self) -> str:
         return self.handle.url
 

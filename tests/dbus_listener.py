@@ -1,3 +1,4 @@
+# ruff: noqa: F722, F821, N802  (dbus-fast reads D-Bus signatures from string annotations)
 """A minimal org.freedesktop.Notifications server for tests (run as a subprocess on a private session bus).
 
 Usage: python dbus_listener.py OUT_JSONL. Each Notify call appends {app_name, summary, body, urgency} to

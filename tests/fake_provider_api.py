@@ -63,8 +63,17 @@ OPENAI_SUMS = {
     "audio_speeches": ("characters", "num_model_requests"),
     "audio_transcriptions": ("seconds", "num_model_requests"),
 }
-ANTHROPIC_GROUPS = ("account_id", "api_key_id", "context_window", "inference_geo", "model", "service_account_id",
-                    "service_tier", "speed", "workspace_id")
+ANTHROPIC_GROUPS = (
+    "account_id",
+    "api_key_id",
+    "context_window",
+    "inference_geo",
+    "model",
+    "service_account_id",
+    "service_tier",
+    "speed",
+    "workspace_id",
+)
 
 
 def rfc3339(ts: int) -> str:
@@ -83,7 +92,9 @@ class FakeProviderAPI:
         self.openai_usage: list[dict[str, Any]] = []  # {"endpoint", "ts", group fields..., numeric fields...}
         self.openai_costs: list[dict[str, Any]] = []  # {"ts", "project_id", "line_item", "value", "currency"}
         self.anthropic_usage: list[dict[str, Any]] = []
-        self.anthropic_costs: list[dict[str, Any]] = []  # {"ts", "workspace_id", "description", "model", "amount"}
+        self.anthropic_costs: list[
+            dict[str, Any]
+        ] = []  # {"ts", "workspace_id", "description", "model", "amount"}
         self.fail_next: list[tuple[int, dict[str, str]]] = []
         self.log: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -103,7 +114,9 @@ class FakeProviderAPI:
         self._server.server_close()
 
     # -- shared paging -------------------------------------------------------------------------------
-    def _bucket_starts(self, start: int, end: int | None, width: str, limit: int, cursor: str | None) -> tuple[list[int], int | None]:
+    def _bucket_starts(
+        self, start: int, end: int | None, width: str, limit: int, cursor: str | None
+    ) -> tuple[list[int], int | None]:
         w = WIDTHS[width]
         first = int(base64.b64decode(cursor).decode()) if cursor else start
         last_end = self.now - self.now % w + w  # the bucket holding `now` is served, partial
@@ -139,7 +152,9 @@ class FakeProviderAPI:
         if bad:
             return 400, _oa_error(f"Invalid group_by value(s): {bad}")
         end = int(q["end_time"][0]) if "end_time" in q else None
-        starts, nxt = self._bucket_starts(int(q["start_time"][0]), end, width, limit, q.get("page", [None])[0])
+        starts, nxt = self._bucket_starts(
+            int(q["start_time"][0]), end, width, limit, q.get("page", [None])[0]
+        )
         w = WIDTHS[width]
         if endpoint == "completions":
             sums = OLD_COMPLETION_FIELDS if self.old_payload else NEW_COMPLETION_FIELDS
@@ -157,7 +172,10 @@ class FakeProviderAPI:
                     row[f] += ev.get(f, 0)
             results = []
             for key, row in agg.items():
-                res: dict[str, Any] = {"object": f"organization.usage.{endpoint}.result", **{f: row[f] for f in sums}}
+                res: dict[str, Any] = {
+                    "object": f"organization.usage.{endpoint}.result",
+                    **{f: row[f] for f in sums},
+                }
                 shown = ("project_id", "user_id", "api_key_id", "model")
                 if endpoint == "completions":
                     shown += () if self.old_payload else ("batch", "service_tier", "api_source")
@@ -167,7 +185,12 @@ class FakeProviderAPI:
                     res[g] = key[groups.index(g)] if g in groups else None
                 results.append(res)
             data.append({"object": "bucket", "start_time": s, "end_time": s + w, "results": results})
-        return 200, {"object": "page", "data": data, "has_more": nxt is not None, "next_page": self._cursor(nxt)}
+        return 200, {
+            "object": "page",
+            "data": data,
+            "has_more": nxt is not None,
+            "next_page": self._cursor(nxt),
+        }
 
     def _openai_costs(self, q: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         if "start_time" not in q:
@@ -204,7 +227,12 @@ class FakeProviderAPI:
                     res[g] = v
                 results.append(res)
             data.append({"object": "bucket", "start_time": s, "end_time": s + 86400, "results": results})
-        return 200, {"object": "page", "data": data, "has_more": nxt is not None, "next_page": self._cursor(nxt)}
+        return 200, {
+            "object": "page",
+            "data": data,
+            "has_more": nxt is not None,
+            "next_page": self._cursor(nxt),
+        }
 
     # -- Anthropic -----------------------------------------------------------------------------------
     def _anthropic_usage(self, q: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
@@ -230,20 +258,37 @@ class FakeProviderAPI:
                 if not s <= ev["ts"] < s + w:
                     continue
                 row = agg.setdefault(tuple(ev.get(g) for g in groups), defaultdict(int))
-                for f in ("uncached_input_tokens", "cache_read_input_tokens", "cw5m", "cw1h", "output_tokens",
-                          "web_search_requests"):
+                for f in (
+                    "uncached_input_tokens",
+                    "cache_read_input_tokens",
+                    "cw5m",
+                    "cw1h",
+                    "output_tokens",
+                    "web_search_requests",
+                ):
                     row[f] += ev.get(f, 0)
             results = []
             for key, row in agg.items():
                 res: dict[str, Any] = {
                     "uncached_input_tokens": row["uncached_input_tokens"],
-                    "cache_creation": {"ephemeral_1h_input_tokens": row["cw1h"], "ephemeral_5m_input_tokens": row["cw5m"]},
+                    "cache_creation": {
+                        "ephemeral_1h_input_tokens": row["cw1h"],
+                        "ephemeral_5m_input_tokens": row["cw5m"],
+                    },
                     "cache_read_input_tokens": row["cache_read_input_tokens"],
                     "output_tokens": row["output_tokens"],
                     "server_tool_use": {"web_search_requests": row["web_search_requests"]},
                 }
-                for g in ("account_id", "api_key_id", "context_window", "inference_geo", "model",
-                          "service_account_id", "service_tier", "workspace_id"):
+                for g in (
+                    "account_id",
+                    "api_key_id",
+                    "context_window",
+                    "inference_geo",
+                    "model",
+                    "service_account_id",
+                    "service_tier",
+                    "workspace_id",
+                ):
                     res[g] = key[groups.index(g)] if g in groups else None
                 results.append(res)
             data.append({"starting_at": rfc3339(s), "ending_at": rfc3339(s + w), "results": results})
@@ -265,29 +310,39 @@ class FakeProviderAPI:
             for ev in self.anthropic_costs:
                 if s <= ev["ts"] < s + 86400:
                     by_desc = "description" in groups
-                    results.append({
-                        "amount": ev["amount"],
-                        "currency": "USD",
-                        "workspace_id": ev.get("workspace_id") if "workspace_id" in groups else None,
-                        "description": ev.get("description") if by_desc else None,
-                        "cost_type": "tokens" if by_desc else None,
-                        "context_window": "0-200k" if by_desc else None,
-                        "model": ev.get("model") if by_desc else None,
-                        "service_tier": "standard" if by_desc else None,
-                        "token_type": ev.get("token_type") if by_desc else None,
-                        "inference_geo": None,
-                    })
+                    results.append(
+                        {
+                            "amount": ev["amount"],
+                            "currency": "USD",
+                            "workspace_id": ev.get("workspace_id") if "workspace_id" in groups else None,
+                            "description": ev.get("description") if by_desc else None,
+                            "cost_type": "tokens" if by_desc else None,
+                            "context_window": "0-200k" if by_desc else None,
+                            "model": ev.get("model") if by_desc else None,
+                            "service_tier": "standard" if by_desc else None,
+                            "token_type": ev.get("token_type") if by_desc else None,
+                            "inference_geo": None,
+                        }
+                    )
             data.append({"starting_at": rfc3339(s), "ending_at": rfc3339(s + 86400), "results": results})
         return 200, {"data": data, "has_more": nxt is not None, "next_page": self._cursor(nxt)}
 
     # -- HTTP ----------------------------------------------------------------------------------------
-    def _route(self, path: str, q: dict[str, list[str]], headers: Any) -> tuple[int, dict[str, Any], dict[str, str]]:
+    def _route(
+        self, path: str, q: dict[str, list[str]], headers: Any
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
         if path.startswith("/v1/organization/"):
             auth = headers.get("Authorization", "")
             if auth == "Bearer " + OPENAI_KEY:
                 pass
             elif auth.startswith("Bearer sk-proj-"):
-                return 403, _oa_error("You have insufficient permissions for this operation.", "insufficient_permissions"), {}
+                return (
+                    403,
+                    _oa_error(
+                        "You have insufficient permissions for this operation.", "insufficient_permissions"
+                    ),
+                    {},
+                )
             else:
                 return 401, _oa_error("Incorrect API key provided.", "invalid_api_key"), {}
             if path == "/v1/organization/costs":
@@ -321,8 +376,14 @@ class FakeProviderAPI:
                 with api._lock:
                     if api.fail_next:
                         status, extra = api.fail_next.pop(0)
-                        body: dict[str, Any] = {"error": {"message": "Rate limit reached" if status == 429
-                                                          else "The server had an error", "type": "server_error"}}
+                        body: dict[str, Any] = {
+                            "error": {
+                                "message": "Rate limit reached"
+                                if status == 429
+                                else "The server had an error",
+                                "type": "server_error",
+                            }
+                        }
                     else:
                         status, body, extra = api._route(parts.path, q, self.headers)
                     api.log.append({"t": time.monotonic(), "path": parts.path, "query": q, "status": status})

@@ -26,12 +26,22 @@ def _completions(api: FakeProviderAPI) -> list[dict]:
     t = DAY0 + 1800
     i = 0
     while t < NOW:
-        events.append({
-            "endpoint": "completions", "ts": t, "model": "gpt-4o-mini-2024-07-18" if i % 3 else "gpt-4o-2024-08-06",
-            "project_id": "proj_a" if i % 2 else "proj_b", "user_id": "user_1", "api_key_id": "key_1",
-            "batch": i % 7 == 0, "input_tokens": 1000 + i, "input_cached_tokens": 200, "output_tokens": 100 + i,
-            "input_cache_write_tokens": 50, "num_model_requests": 2,
-        })
+        events.append(
+            {
+                "endpoint": "completions",
+                "ts": t,
+                "model": "gpt-4o-mini-2024-07-18" if i % 3 else "gpt-4o-2024-08-06",
+                "project_id": "proj_a" if i % 2 else "proj_b",
+                "user_id": "user_1",
+                "api_key_id": "key_1",
+                "batch": i % 7 == 0,
+                "input_tokens": 1000 + i,
+                "input_cached_tokens": 200,
+                "output_tokens": 100 + i,
+                "input_cache_write_tokens": 50,
+                "num_model_requests": 2,
+            }
+        )
         t += 3600
         i += 1
     api.openai_usage.extend(events)
@@ -48,19 +58,35 @@ def _db_totals(store: Store) -> tuple[int, int, int, int, int]:
 
 def _rollup_input(store: Store) -> int:
     with sqlite3.connect(store.url.split(":///", 1)[1]) as c:
-        return c.execute("SELECT SUM(input_tokens) FROM rollup WHERE grain = 'd' AND dim = 'model'").fetchone()[0]
+        return c.execute(
+            "SELECT SUM(input_tokens) FROM rollup WHERE grain = 'd' AND dim = 'model'"
+        ).fetchone()[0]
 
 
 def test_hourly_sync_follows_next_page_across_mid_day_pages(db_url: str) -> None:
     store = Store(db_url)
     with FakeProviderAPI(now=NOW, page_buckets=5) as api:
         events = _completions(api)
-        res = sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, bucket="1h", now=NOW,
-                          endpoints=["completions"], costs=False)
+        res = sync_openai(
+            store,
+            OPENAI_KEY,
+            base_url=api.url,
+            since=DAY0,
+            bucket="1h",
+            now=NOW,
+            endpoints=["completions"],
+            costs=False,
+        )
         pages = [e for e in api.log if e["path"].endswith("/completions")]
     # 64 hourly buckets (day 0 00:00 .. day 2 15:00) in pages of 5: 13 pages, most ending mid-day.
     assert len(pages) == 13
-    assert pages[1]["query"]["page"] and pages[0]["query"]["group_by"] == ["model", "project_id", "user_id", "api_key_id", "batch"]
+    assert pages[1]["query"]["page"] and pages[0]["query"]["group_by"] == [
+        "model",
+        "project_id",
+        "user_id",
+        "api_key_id",
+        "batch",
+    ]
     ep = res.endpoints[0]
     assert ep.buckets == 64 and ep.records == len(events) and ep.new_records == len(events)
     n, inp, cached, out, reqs = _db_totals(store)
@@ -70,8 +96,11 @@ def test_hourly_sync_follows_next_page_across_mid_day_pages(db_url: str) -> None
     assert reqs == 2 * len(events)
     assert _rollup_input(store) == inp
     with sqlite3.connect(db_url.split(":///", 1)[1]) as c:
-        row = c.execute("SELECT provider, bucket_seconds, project, user_name, api_key_id, cache_write_tokens, "
-                        "service_tier FROM usage_records WHERE ts = ?", (DAY0,)).fetchone()
+        row = c.execute(
+            "SELECT provider, bucket_seconds, project, user_name, api_key_id, cache_write_tokens, "
+            "service_tier FROM usage_records WHERE ts = ?",
+            (DAY0,),
+        ).fetchone()
     assert row == ("openai", 3600, "proj_b", "user_1", "key_1", 50, "batch")  # i=0: batch, proj_b
 
 
@@ -79,27 +108,46 @@ def test_old_payload_with_only_six_fields(db_url: str) -> None:
     store = Store(db_url)
     with FakeProviderAPI(now=NOW, old_payload=True) as api:
         events = _completions(api)
-        res = sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, bucket="1d", now=NOW,
-                          endpoints=["completions"], costs=False)
+        res = sync_openai(
+            store,
+            OPENAI_KEY,
+            base_url=api.url,
+            since=DAY0,
+            bucket="1d",
+            now=NOW,
+            endpoints=["completions"],
+            costs=False,
+        )
     assert res.endpoints[0].skipped == 0
     n, inp, cached, out, _ = _db_totals(store)
     assert inp == sum(e["input_tokens"] for e in events) and out == sum(e["output_tokens"] for e in events)
     with sqlite3.connect(db_url.split(":///", 1)[1]) as c:
-        assert c.execute("SELECT SUM(cache_write_tokens), COUNT(DISTINCT bucket_seconds) FROM usage_records").fetchone() == (0, 1)
+        assert c.execute(
+            "SELECT SUM(cache_write_tokens), COUNT(DISTINCT bucket_seconds) FROM usage_records"
+        ).fetchone() == (0, 1)
 
 
 def test_resync_adds_nothing_and_a_growing_partial_bucket_is_replaced(db_url: str) -> None:
     store = Store(db_url)
     with FakeProviderAPI(now=NOW) as api:
         events = _completions(api)
-        first = sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, bucket="1d", now=NOW,
-                            endpoints=["completions"], costs=False)
+        first = sync_openai(
+            store,
+            OPENAI_KEY,
+            base_url=api.url,
+            since=DAY0,
+            bucket="1d",
+            now=NOW,
+            endpoints=["completions"],
+            costs=False,
+        )
         assert first.endpoints[0].partial_buckets == 1
         assert first.endpoints[0].resume_ts == DAY0 + 2 * 86400  # today's bucket is still open
         before = _db_totals(store)
 
-        second = sync_openai(store, OPENAI_KEY, base_url=api.url, bucket="1d", now=NOW,
-                             endpoints=["completions"], costs=False)
+        second = sync_openai(
+            store, OPENAI_KEY, base_url=api.url, bucket="1d", now=NOW, endpoints=["completions"], costs=False
+        )
         assert second.new_records == 0
         assert api.log[-1]["query"]["start_time"] == [str(DAY0 + 2 * 86400)]  # resumed, not from --since
         assert _db_totals(store) == before
@@ -108,8 +156,15 @@ def test_resync_adds_nothing_and_a_growing_partial_bucket_is_replaced(db_url: st
         extra = dict(events[-1], ts=NOW - 60, input_tokens=5000, output_tokens=700, input_cached_tokens=0)
         api.openai_usage.append(extra)
         api.now = NOW + 600
-        third = sync_openai(store, OPENAI_KEY, base_url=api.url, bucket="1d", now=NOW + 600,
-                            endpoints=["completions"], costs=False)
+        third = sync_openai(
+            store,
+            OPENAI_KEY,
+            base_url=api.url,
+            bucket="1d",
+            now=NOW + 600,
+            endpoints=["completions"],
+            costs=False,
+        )
         assert third.new_records == 0 and third.endpoints[0].replaced >= 1
         n, inp, _, out, _ = _db_totals(store)
         assert n == before[0]
@@ -123,8 +178,16 @@ def test_429_with_retry_after_is_honoured(db_url: str) -> None:
     with FakeProviderAPI(now=NOW) as api:
         events = _completions(api)
         api.fail_next.append((429, {"retry-after": "1"}))
-        res = sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=["completions"],
-                          costs=False, retry=RetryPolicy(base_delay_s=0.01))
+        res = sync_openai(
+            store,
+            OPENAI_KEY,
+            base_url=api.url,
+            since=DAY0,
+            now=NOW,
+            endpoints=["completions"],
+            costs=False,
+            retry=RetryPolicy(base_delay_s=0.01),
+        )
         first, second = api.log[0], api.log[1]
     assert first["status"] == 429 and second["status"] == 200
     assert second["t"] - first["t"] >= 0.95  # the server's 1 s, not the 0.01 s backoff
@@ -137,8 +200,16 @@ def test_500_then_success(db_url: str) -> None:
     with FakeProviderAPI(now=NOW) as api:
         _completions(api)
         api.fail_next.extend([(500, {}), (503, {})])
-        res = sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=["completions"],
-                          costs=False, retry=FAST)
+        res = sync_openai(
+            store,
+            OPENAI_KEY,
+            base_url=api.url,
+            since=DAY0,
+            now=NOW,
+            endpoints=["completions"],
+            costs=False,
+            retry=FAST,
+        )
     assert res.retries == 2 and [e["status"] for e in api.log[:3]] == [500, 503, 200]
     assert res.endpoints[0].records > 0
 
@@ -148,8 +219,16 @@ def test_persistent_5xx_gives_up_with_a_clear_error(db_url: str) -> None:
     with FakeProviderAPI(now=NOW) as api:
         api.fail_next.extend([(502, {})] * 10)
         with pytest.raises(CollectorError, match="kept failing.*again later"):
-            sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=["completions"],
-                        costs=False, retry=RetryPolicy(attempts=3, base_delay_s=0.01))
+            sync_openai(
+                store,
+                OPENAI_KEY,
+                base_url=api.url,
+                since=DAY0,
+                now=NOW,
+                endpoints=["completions"],
+                costs=False,
+                retry=RetryPolicy(attempts=3, base_delay_s=0.01),
+            )
         assert len(api.log) == 3
 
 
@@ -158,33 +237,61 @@ def test_costs_are_parsed_per_line_item_and_a_day_is_replaced(db_url: str) -> No
     with FakeProviderAPI(now=NOW) as api:
         api.openai_costs += [
             {"ts": DAY0 + 10, "project_id": "proj_a", "line_item": "gpt-4o-2024-08-06, input", "value": 0.06},
-            {"ts": DAY0 + 20, "project_id": "proj_a", "line_item": "gpt-4o-2024-08-06, output", "value": 0.15},
+            {
+                "ts": DAY0 + 20,
+                "project_id": "proj_a",
+                "line_item": "gpt-4o-2024-08-06, output",
+                "value": 0.15,
+            },
             {"ts": DAY0 + 30, "project_id": "proj_b", "line_item": "web search tool calls", "value": 0.025},
-            {"ts": DAY0 + 2 * 86400 + 5, "project_id": "proj_a", "line_item": "gpt-4o-mini, cached input", "value": 0.01},
+            {
+                "ts": DAY0 + 2 * 86400 + 5,
+                "project_id": "proj_a",
+                "line_item": "gpt-4o-mini, cached input",
+                "value": 0.01,
+            },
         ]
         sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=[], costs=True)
         api.openai_costs.append(
-            {"ts": DAY0 + 2 * 86400 + 9, "project_id": "proj_a", "line_item": "gpt-4o-mini, cached input", "value": 0.02}
+            {
+                "ts": DAY0 + 2 * 86400 + 9,
+                "project_id": "proj_a",
+                "line_item": "gpt-4o-mini, cached input",
+                "value": 0.02,
+            }
         )
         res = sync_openai(store, OPENAI_KEY, base_url=api.url, now=NOW, endpoints=[], costs=True)
         assert api.log[-1]["query"]["start_time"] == [str(DAY0 + 2 * 86400)]
         assert api.log[-1]["query"]["group_by"] == ["line_item", "project_id"]
     assert res.endpoints[0].billed_rows == 1
     with sqlite3.connect(db_url.split(":///", 1)[1]) as c:
-        rows = c.execute("SELECT day, project, line_item, model, amount, currency, amount_usd FROM billed_costs "
-                         "ORDER BY day, line_item").fetchall()
+        rows = c.execute(
+            "SELECT day, project, line_item, model, amount, currency, amount_usd FROM billed_costs "
+            "ORDER BY day, line_item"
+        ).fetchall()
     assert rows == [
         (DAY0, "proj_a", "gpt-4o-2024-08-06, input", "gpt-4o-2024-08-06", 0.06, "USD", 0.06),
         (DAY0, "proj_a", "gpt-4o-2024-08-06, output", "gpt-4o-2024-08-06", 0.15, "USD", 0.15),
         (DAY0, "proj_b", "web search tool calls", "", 0.025, "USD", 0.025),
-        (DAY0 + 2 * 86400, "proj_a", "gpt-4o-mini, cached input", "gpt-4o-mini", pytest.approx(0.03), "USD", pytest.approx(0.03)),
+        (
+            DAY0 + 2 * 86400,
+            "proj_a",
+            "gpt-4o-mini, cached input",
+            "gpt-4o-mini",
+            pytest.approx(0.03),
+            "USD",
+            pytest.approx(0.03),
+        ),
     ]
 
 
 def test_model_of_line_item() -> None:
     assert model_of_line_item("gpt-4o, input") == "gpt-4o"
     assert model_of_line_item("gpt-4o-mini-2024-07-18, cached input") == "gpt-4o-mini-2024-07-18"
-    assert model_of_line_item("ft:gpt-4o-mini-2024-07-18:org::abc, output") == "ft:gpt-4o-mini-2024-07-18:org::abc"
+    assert (
+        model_of_line_item("ft:gpt-4o-mini-2024-07-18:org::abc, output")
+        == "ft:gpt-4o-mini-2024-07-18:org::abc"
+    )
     assert model_of_line_item("web search tool calls") == ""
     assert model_of_line_item("") == ""
 
@@ -194,14 +301,34 @@ def test_images_are_counted_but_never_priced_as_zero(db_url: str) -> None:
 
     store = Store(db_url)
     with FakeProviderAPI(now=NOW) as api:
-        api.openai_usage.append({"endpoint": "images", "ts": DAY0 + 100, "model": "gpt-image-1", "images": 4,
-                                 "num_model_requests": 4, "project_id": "proj_a"})
+        api.openai_usage.append(
+            {
+                "endpoint": "images",
+                "ts": DAY0 + 100,
+                "model": "gpt-image-1",
+                "images": 4,
+                "num_model_requests": 4,
+                "project_id": "proj_a",
+            }
+        )
         _completions(api)
-        sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=["images", "completions"],
-                    costs=False, pricer=Pricer())
+        sync_openai(
+            store,
+            OPENAI_KEY,
+            base_url=api.url,
+            since=DAY0,
+            now=NOW,
+            endpoints=["images", "completions"],
+            costs=False,
+            pricer=Pricer(),
+        )
     with sqlite3.connect(db_url.split(":///", 1)[1]) as c:
-        assert c.execute("SELECT requests, cost_usd, input_tokens FROM usage_records WHERE model = 'gpt-image-1'").fetchone() == (4, None, 0)
-        unpriced = c.execute("SELECT COUNT(*) FROM usage_records WHERE model LIKE 'gpt-4o%' AND cost_usd IS NULL").fetchone()[0]
+        assert c.execute(
+            "SELECT requests, cost_usd, input_tokens FROM usage_records WHERE model = 'gpt-image-1'"
+        ).fetchone() == (4, None, 0)
+        unpriced = c.execute(
+            "SELECT COUNT(*) FROM usage_records WHERE model LIKE 'gpt-4o%' AND cost_usd IS NULL"
+        ).fetchone()[0]
     assert unpriced == 0
     assert store.reprice(Pricer()) == 0  # still not priced at $0 by a later reprice
 
@@ -210,9 +337,19 @@ def test_changing_bucket_width_is_refused(db_url: str) -> None:
     store = Store(db_url)
     with FakeProviderAPI(now=NOW) as api:
         _completions(api)
-        sync_openai(store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=["completions"], costs=False)
+        sync_openai(
+            store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=["completions"], costs=False
+        )
         with pytest.raises(CollectorError, match="--bucket 1d"):
-            sync_openai(store, OPENAI_KEY, base_url=api.url, bucket="1h", now=NOW, endpoints=["completions"], costs=False)
+            sync_openai(
+                store,
+                OPENAI_KEY,
+                base_url=api.url,
+                bucket="1h",
+                now=NOW,
+                endpoints=["completions"],
+                costs=False,
+            )
 
 
 # -- CLI -------------------------------------------------------------------------------------------------
@@ -230,7 +367,11 @@ def test_cli_invalid_key_names_the_fix(run_cli, monkeypatch: pytest.MonkeyPatch)
             assert r.exit_code == 5
             err = r.stderr.strip()
             assert len(err.splitlines()) == 1 and "Traceback" not in r.output
-            assert "oaim keys set openai-admin" in err and "OPENAI_ADMIN_KEY" in err and "use an admin key" in err
+            assert (
+                "oaim keys set openai-admin" in err
+                and "OPENAI_ADMIN_KEY" in err
+                and "use an admin key" in err
+            )
             assert bad not in err
 
 
@@ -256,9 +397,19 @@ def test_cli_key_store_then_sync_json(run_cli, oaim_home, db_url: str) -> None:
     assert "openai-admin" in listed.stdout and "sha256:" in listed.stdout and OPENAI_KEY not in listed.stdout
     now = int(time.time())
     with FakeProviderAPI(now=now) as api:
-        api.openai_usage.append({"endpoint": "completions", "ts": now - 3600, "model": "gpt-4o-mini",
-                                 "input_tokens": 1234, "output_tokens": 56, "num_model_requests": 3})
-        api.openai_costs.append({"ts": now - 3600, "project_id": "proj_a", "line_item": "gpt-4o-mini, input", "value": 0.5})
+        api.openai_usage.append(
+            {
+                "endpoint": "completions",
+                "ts": now - 3600,
+                "model": "gpt-4o-mini",
+                "input_tokens": 1234,
+                "output_tokens": 56,
+                "num_model_requests": 3,
+            }
+        )
+        api.openai_costs.append(
+            {"ts": now - 3600, "project_id": "proj_a", "line_item": "gpt-4o-mini, input", "value": 0.5}
+        )
         r = run_cli("sync", "openai", "--base-url", api.url, "--since", _since_arg(), "--json")
         assert r.exit_code == 0, r.output
         import json

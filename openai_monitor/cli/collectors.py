@@ -10,7 +10,9 @@ import typer
 from ..errors import ConfigError
 from .common import console, print_json, state
 
-sync_app = typer.Typer(help="Fetch organisation usage and billed costs from provider admin APIs.", no_args_is_help=True)
+sync_app = typer.Typer(
+    help="Fetch organisation usage and billed costs from provider admin APIs.", no_args_is_help=True
+)
 keys_app = typer.Typer(help="Admin API keys (stored in the home directory, mode 0600).", no_args_is_help=True)
 
 
@@ -48,8 +50,10 @@ def _print_sync(result: object, json_out: bool) -> None:
         f" ({data['retries']} retried), {data['seconds']:.1f} s"
     )
     for e in data["endpoints"]:
-        what = f"{e['billed_rows']} billed rows" if e["endpoint"] in ("costs", "cost_report") else (
-            f"{e['records']} records ({e['new_records']} new, {e['replaced']} replaced)"
+        what = (
+            f"{e['billed_rows']} billed rows"
+            if e["endpoint"] in ("costs", "cost_report")
+            else (f"{e['records']} records ({e['new_records']} new, {e['replaced']} replaced)")
         )
         line = f"  {e['endpoint']:<21} {e['buckets']:>4} buckets  {what}"
         if e["partial_buckets"]:
@@ -147,7 +151,9 @@ def reconcile_cmd(
             f"nothing to reconcile for {provider} in {rec.month}: run `oaim sync {provider}` to fetch usage and costs"
         )
         return
-    out.print(f"{provider} {rec.month}: estimate from {rec.basis}; billed from the provider's cost API (UTC days)")
+    out.print(
+        f"{provider} {rec.month}: estimate from {rec.basis}; billed from the provider's cost API (UTC days)"
+    )
     for title, rows in (("day", rec.days), ("model", rec.models)):
         t = Table(title=f"by {title}")
         for col in (title, "estimated", "billed", "drift", "drift %", "unpriced"):

@@ -40,7 +40,9 @@ def _load() -> dict[str, str]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise ConfigError(f"cannot read the key store {path}: {e}; remove it and run `oaim keys set`") from None
+        raise ConfigError(
+            f"cannot read the key store {path}: {e}; remove it and run `oaim keys set`"
+        ) from None
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
         raise ConfigError(f"the key store {path} is damaged; remove it and run `oaim keys set` again")
     return data

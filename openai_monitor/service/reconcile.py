@@ -109,7 +109,9 @@ def _iso_day(ts: int) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).strftime("%Y-%m-%d")
 
 
-def _estimates(reader: Any, provider: str, start: int, end: int) -> tuple[str, list[tuple[int, str, float, int]]]:
+def _estimates(
+    reader: Any, provider: str, start: int, end: int
+) -> tuple[str, list[tuple[int, str, float, int]]]:
     """(basis, [(day, model, estimated usd, unpriced records)])."""
     source = USAGE_SOURCE.get(provider, "")
     rows = reader.query(
@@ -138,7 +140,9 @@ def _billed(reader: Any, provider: str | None, start: int, end: int) -> list[tup
     if provider:
         where += " AND provider = ?"
         params.append(provider)
-    rows = reader.query(f"SELECT day, model, SUM(amount_usd) FROM billed_costs WHERE {where} GROUP BY day, model", params)
+    rows = reader.query(
+        f"SELECT day, model, SUM(amount_usd) FROM billed_costs WHERE {where} GROUP BY day, model", params
+    )
     return [(int(d), m or "", float(a)) for d, m, a in rows]
 
 

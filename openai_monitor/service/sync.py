@@ -143,8 +143,9 @@ class ApiClient:
                 ) from None
             status = resp.status_code
             if status in (401, 403):
-                raise CollectorError(f"the {self.provider} admin API rejected the key (HTTP {status}): "
-                                     f"{_FIX[self.provider]}")
+                raise CollectorError(
+                    f"the {self.provider} admin API rejected the key (HTTP {status}): {_FIX[self.provider]}"
+                )
             if status == 429 or status >= 500:
                 last = f"HTTP {status}"
                 wait = retry_after_seconds(resp.headers)
@@ -184,7 +185,9 @@ class ApiClient:
             if not (isinstance(page, dict) and page.get("has_more") and cursor):
                 return
             if cursor in seen:  # a server repeating a cursor would loop forever
-                raise CollectorError(f"{path} returned the same next_page twice; the API pagination is broken")
+                raise CollectorError(
+                    f"{path} returned the same next_page twice; the API pagination is broken"
+                )
             seen.add(cursor)
 
 
@@ -275,7 +278,10 @@ def _has_rows(store: Any, table: str, source: str) -> bool:
     from sqlalchemy import text
 
     with store.engine.connect() as conn:
-        return conn.execute(text(f"SELECT 1 FROM {table} WHERE source = :s LIMIT 1"), {"s": source}).first() is not None
+        return (
+            conn.execute(text(f"SELECT 1 FROM {table} WHERE source = :s LIMIT 1"), {"s": source}).first()
+            is not None
+        )
 
 
 def _start_for(
@@ -328,8 +334,15 @@ def _existing_keys(store: Any, keys: list[str]) -> int:
     return found
 
 
-_SUMMED = ("requests", "input_tokens", "cached_input_tokens", "cache_write_tokens", "cache_write_1h_tokens",
-           "output_tokens", "reasoning_tokens")
+_SUMMED = (
+    "requests",
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
 
 
 def merge_same_key(records: list[UsageRecord]) -> list[UsageRecord]:
@@ -440,7 +453,11 @@ def sync_openai(
                     store, "openai", name, width, bucket, since, now, lookback_days, usage_state_valid
                 )
                 res = EndpointResult(endpoint=name, start=start, resume_ts=start)
-                params = [("start_time", str(start)), ("bucket_width", bucket), ("limit", str(ou.MAX_LIMIT[bucket]))]
+                params = [
+                    ("start_time", str(start)),
+                    ("bucket_width", bucket),
+                    ("limit", str(ou.MAX_LIMIT[bucket])),
+                ]
                 params += [("group_by", g) for g in ep.group_by]
                 report = ParseReport()
                 records: list[UsageRecord] = []
@@ -463,7 +480,9 @@ def sync_openai(
                 _set_state(store, "openai", name, width, res.resume_ts, now)
                 result.endpoints.append(res)
             if costs:
-                result.endpoints.append(_sync_openai_costs(store, client, since, now, settle_seconds, lookback_days))
+                result.endpoints.append(
+                    _sync_openai_costs(store, client, since, now, settle_seconds, lookback_days)
+                )
         finally:
             result.requests, result.retries = client.stats.requests, client.stats.retries
     store.set_meta("last_sync_openai_at", now)
@@ -534,9 +553,15 @@ def sync_anthropic(
     with ApiClient("anthropic", base_url, headers, retry=retry, sleep=sleep) as client:
         try:
             valid = _has_rows(store, "usage_records", au.SOURCE)
-            start = _start_for(store, "anthropic", "messages", width, bucket, since, now, lookback_days, valid)
+            start = _start_for(
+                store, "anthropic", "messages", width, bucket, since, now, lookback_days, valid
+            )
             res = EndpointResult(endpoint="messages", start=start, resume_ts=start)
-            params = [("starting_at", _rfc3339(start)), ("bucket_width", bucket), ("limit", str(au.MAX_LIMIT[bucket]))]
+            params = [
+                ("starting_at", _rfc3339(start)),
+                ("bucket_width", bucket),
+                ("limit", str(au.MAX_LIMIT[bucket])),
+            ]
             params += [("group_by[]", g) for g in au.USAGE_GROUP_BY]
             report = ParseReport()
             records: list[UsageRecord] = []
@@ -560,7 +585,9 @@ def sync_anthropic(
             _set_state(store, "anthropic", "messages", width, res.resume_ts, now)
             result.endpoints.append(res)
             if costs:
-                result.endpoints.append(_sync_anthropic_costs(store, client, since, now, settle_seconds, lookback_days))
+                result.endpoints.append(
+                    _sync_anthropic_costs(store, client, since, now, settle_seconds, lookback_days)
+                )
         finally:
             result.requests, result.retries = client.stats.requests, client.stats.retries
     store.set_meta("last_sync_anthropic_at", now)

@@ -39,11 +39,26 @@ USAGE_GROUP_BY = ("model", "workspace_id", "api_key_id", "service_tier", "contex
 COST_GROUP_BY = ("description", "workspace_id")
 MAX_LIMIT = {"1d": 31, "1h": 168, "1m": 1440}
 COST_MAX_LIMIT = 31
-_GROUP_FIELDS = ("model", "workspace_id", "api_key_id", "account_id", "service_account_id", "service_tier",
-                 "context_window", "inference_geo", "speed")
+_GROUP_FIELDS = (
+    "model",
+    "workspace_id",
+    "api_key_id",
+    "account_id",
+    "service_account_id",
+    "service_tier",
+    "context_window",
+    "inference_geo",
+    "speed",
+)
 # Anthropic service tiers -> UsageRecord.service_tier (pricing variants); "standard" is the default.
-_TIERS = {"standard": "", "batch": "batch", "priority": "priority", "priority_on_demand": "priority",
-          "flex": "flex", "flex_discount": "flex"}
+_TIERS = {
+    "standard": "",
+    "batch": "batch",
+    "priority": "priority",
+    "priority_on_demand": "priority",
+    "flex": "flex",
+    "flex_discount": "flex",
+}
 
 
 def parse_rfc3339(value: Any) -> int:
@@ -109,7 +124,9 @@ def usage_record(start: int, end: int, result: dict[str, Any]) -> UsageRecord:
 
 def _buckets(page: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-        raise CollectorError(f"unexpected {what} response (no 'data' list); check --base-url points at the API")
+        raise CollectorError(
+            f"unexpected {what} response (no 'data' list); check --base-url points at the API"
+        )
     return page["data"]
 
 
@@ -139,7 +156,9 @@ def parse_usage_page(
             yield start, end, rec, _str(result.get("context_window"))
 
 
-def parse_cost_page(page: Any, report: ParseReport | None = None) -> Iterator[tuple[int, int, BilledCost | None]]:
+def parse_cost_page(
+    page: Any, report: ParseReport | None = None
+) -> Iterator[tuple[int, int, BilledCost | None]]:
     """Yield (bucket start, bucket end, billed cost); amounts converted from cents strings to dollars."""
     report = report if report is not None else ParseReport()
     for i, bucket in enumerate(_buckets(page, "cost report")):

@@ -49,11 +49,26 @@ ENDPOINTS: dict[str, Endpoint] = {
             ("model", "project_id", "user_id", "api_key_id", "batch"),
             True,
         ),
-        Endpoint("embeddings", "/organization/usage/embeddings", ("model", "project_id", "user_id", "api_key_id"), True),
-        Endpoint("moderations", "/organization/usage/moderations", ("model", "project_id", "user_id", "api_key_id"), True),
-        Endpoint("images", "/organization/usage/images", ("model", "project_id", "user_id", "api_key_id"), False),
         Endpoint(
-            "audio_speeches", "/organization/usage/audio_speeches", ("model", "project_id", "user_id", "api_key_id"), False
+            "embeddings",
+            "/organization/usage/embeddings",
+            ("model", "project_id", "user_id", "api_key_id"),
+            True,
+        ),
+        Endpoint(
+            "moderations",
+            "/organization/usage/moderations",
+            ("model", "project_id", "user_id", "api_key_id"),
+            True,
+        ),
+        Endpoint(
+            "images", "/organization/usage/images", ("model", "project_id", "user_id", "api_key_id"), False
+        ),
+        Endpoint(
+            "audio_speeches",
+            "/organization/usage/audio_speeches",
+            ("model", "project_id", "user_id", "api_key_id"),
+            False,
         ),
         Endpoint(
             "audio_transcriptions",
@@ -149,7 +164,9 @@ def usage_record(endpoint: str, start: int, end: int, result: dict[str, Any]) ->
 
 def _buckets(page: Any, what: str) -> list[dict[str, Any]]:
     if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-        raise CollectorError(f"unexpected {what} response (no 'data' list); check --base-url points at the API")
+        raise CollectorError(
+            f"unexpected {what} response (no 'data' list); check --base-url points at the API"
+        )
     return page["data"]
 
 
@@ -193,7 +210,9 @@ def model_of_line_item(line_item: str) -> str:
     return "" if " " in model else model
 
 
-def parse_costs_page(page: Any, report: ParseReport | None = None) -> Iterator[tuple[int, int, BilledCost | None]]:
+def parse_costs_page(
+    page: Any, report: ParseReport | None = None
+) -> Iterator[tuple[int, int, BilledCost | None]]:
     """Yield (bucket start, bucket end, billed cost) per Costs API result; (start, end, None) for an empty
     bucket. ``amount.value`` is in currency units (dollars, not cents)."""
     report = report if report is not None else ParseReport()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from ..errors import InputError
@@ -205,8 +205,10 @@ def _forecast_warning(db: Db, b: Budget, spent: float, now: datetime) -> dict[st
 def _pace_warning(
     b: Budget, spent: float, start: datetime, end: datetime, now: datetime
 ) -> tuple[float, dict | None]:
-    elapsed = (now - start).total_seconds()
-    length = (end - start).total_seconds()
+    # Epoch seconds, not datetime arithmetic: two datetimes in the same zone subtract as wall-clock
+    # times, which is an hour off across a DST change.
+    t0, t1, tn = start.timestamp(), end.timestamp(), now.timestamp()
+    elapsed, length = tn - t0, t1 - t0
     if elapsed <= 0 or spent <= 0:
         return 0.0, None
     rate = spent / elapsed
@@ -218,9 +220,10 @@ def _pace_warning(
             "basis": "actual",
             "message": f"{b.period} budget already passed",
         }
-    cross = start + timedelta(seconds=b.amount_usd / rate)
-    if cross >= end:
+    cross_ts = t0 + b.amount_usd / rate
+    if cross_ts >= t1:
         return pace_end, None
+    cross = datetime.fromtimestamp(cross_ts, timezone.utc)
     cross_local = cross.astimezone(start.tzinfo)
     when = cross_local.strftime("%H:%M") if b.period == "daily" else f"the {_ordinal(cross_local.day)}"
     return pace_end, {

@@ -259,10 +259,10 @@ def _projection(
             out["prob_exceed_limit"] = ml.prob_exceed(summary, mtd, limit, now_ts)
             out["limit_hit"] = ml.limit_hit(summary, mtd, limit, now_ts)
         return out
-    elapsed = (now - start).total_seconds()
+    elapsed = now.timestamp() - start.timestamp()  # epoch seconds: DST-safe
     if elapsed <= 0 or mtd <= 0:
         return None
-    pace = mtd / elapsed * (end - start).total_seconds()
+    pace = mtd / elapsed * (end.timestamp() - start.timestamp())
     out = {
         "basis": "pace",
         "kind": "linear pace (no trained forecast)",
@@ -274,7 +274,7 @@ def _projection(
         "limit_hit": None,
     }
     if limit is not None and pace > limit:
-        cross = start + timedelta(seconds=limit / (mtd / elapsed))
+        cross = datetime.fromtimestamp(start.timestamp() + limit / (mtd / elapsed), start.tzinfo)
         out["limit_hit"] = {"expected": cross.date().isoformat(), "probability": None, "basis": "pace"}
     return out
 

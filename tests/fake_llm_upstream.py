@@ -263,7 +263,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
     if request.headers.get("X-Fake-Status"):
         return _error(request, "anthropic", int(request.headers["X-Fake-Status"]))
     req = await request.json()
-    model = req.get("model", "claude-sonnet-4-5")
+    model = req.get("model", "claude-sonnet-4-6")
     rid = _new_id(request, "msg_")
     msg = {
         "id": rid,
@@ -312,6 +312,12 @@ async def models(request: web.Request) -> web.Response:
     return web.Response(body=_dumps(body), content_type="application/json")
 
 
+async def echo_headers(request: web.Request) -> web.Response:
+    """What the upstream received: lets tests check what the proxy forwards."""
+    seen = {"headers": [[k, v] for k, v in request.headers.items()], "path_qs": request.raw_path}
+    return web.Response(body=_dumps(seen), content_type="application/json")
+
+
 def make_app() -> web.Application:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
@@ -319,6 +325,7 @@ def make_app() -> web.Application:
     app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_post("/v1/messages", messages)
     app.router.add_get("/v1/models", models)
+    app.router.add_route("*", "/v1/echo-headers", echo_headers)
     return app
 
 

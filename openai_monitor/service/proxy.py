@@ -116,6 +116,7 @@ class ProxyHandler:
         self.upstreams = upstreams
         self.session: ClientSession | None = None
         self.calls = 0
+        self.in_flight = 0
 
     async def open(self, _app: web.Application | None = None) -> None:
         self.session = ClientSession(
@@ -130,7 +131,14 @@ class ProxyHandler:
         if self.session is not None:
             await self.session.close()
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._handle(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         started = time.time()
         in_headers = request.headers
         raw_path = request.raw_path
@@ -247,13 +255,16 @@ class ProxyHandler:
         )
 
 
+HANDLER_KEY = web.AppKey("oaim_proxy_handler", ProxyHandler)
+
+
 def make_app(recorder: Any, upstreams: dict[str, str]) -> web.Application:
     handler = ProxyHandler(recorder, upstreams)
     app = web.Application(client_max_size=MAX_REQUEST_BYTES, handler_args={"tcp_keepalive": True})
+    app[HANDLER_KEY] = handler
     app.on_startup.append(handler.open)
     app.on_cleanup.append(handler.close)
-    app.router.add_route("*", "/{tail:.*}", handler)
-    app["handler"] = handler
+    app.router.add_route("*", "/{tail:.*}", handler.handle)
     return app
 
 
@@ -277,6 +288,11 @@ async def _start(recorder: Any, upstreams: dict[str, str], host: str, port: int)
         raise ConfigError(f"cannot listen on {host}:{port}: {e.strerror}; choose another --port") from e
     bound = runner.addresses[0][1] if runner.addresses else port
     return runner, bound
+
+
+def _handler(runner: web.AppRunner | None) -> ProxyHandler | None:
+    app = runner.app if runner is not None else None
+    return app[HANDLER_KEY] if app is not None else None
 
 
 class ProxyServer:
@@ -321,6 +337,14 @@ class ProxyServer:
         if error:
             raise error[0]
         return self
+
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until no call is in progress and every finished call is written to the store."""
+        deadline = time.monotonic() + timeout
+        handler = _handler(self._runner)
+        while handler is not None and handler.in_flight and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.recorder.flush(max(deadline - time.monotonic(), 0.1))
 
     def stop(self) -> None:
         """Stop serving (in-flight calls finish first) and close the recorder, flushing its queue."""

@@ -4,11 +4,14 @@ Read path: a :class:`~openai_monitor.store.db.FastReader` (stdlib sqlite3 on SQL
 The raw ``usage_records`` table is touched only for the first/last timestamp, through an
 ``ORDER BY ts LIMIT 1`` on its ``ts`` index (O(log n)).
 
-Local periods. The rollup stores UTC hour buckets (grain ``'h'``) and UTC day buckets (``'d'``). A local day
-is built from hour buckets: the requested range is split into segments of constant UTC offset (the zone's
-transitions, found with zoneinfo), and each segment is grouped in SQL by ``(bucket_ts + offset) / 86400``
-(integer epoch arithmetic, portable to PostgreSQL); the segments are merged here. The day grain is used
-when no local boundary is needed: for a summary, or for UTC, when both bounds fall on UTC midnights.
+Local periods. The rollup stores UTC hour buckets (grain ``'h'``) and UTC day buckets (``'d'``). The
+requested range is split into segments of constant UTC offset (the zone's transitions, found with zoneinfo)
+and each segment into partial UTC days at its ends and whole UTC days between. Partial days are grouped in
+SQL by ``(bucket_ts + offset) / 86400`` over hour buckets (integer epoch arithmetic, portable to PostgreSQL).
+Whole days are read from day buckets, then corrected with the hour buckets whose local day differs from
+their UTC day (a band of |offset| hours per day, filtered in SQL): their sums move from the UTC day to the
+local day. So UTC reads day buckets only, and New York reads about 5 of every 24 hour buckets. Days are
+merged into weeks and months here.
 
 Precision is one hour, the rollup's grain: a bucket is counted when its START lies in ``[since, until)``,
 and it belongs to the local day of its start. In zones with a half-hour or 45-minute offset (Asia/Kolkata,
@@ -80,11 +83,11 @@ class Totals:
     cost_reported_usd: float = 0.0
     unpriced_records: int = 0
 
-    def add_values(self, values: tuple | list) -> None:
-        """Add a row of sums given in :data:`SUMS` order (SQL NULLs count as 0)."""
+    def add_values(self, values: tuple | list, sign: int = 1) -> None:
+        """Add (sign=1) or subtract (sign=-1) a row of sums given in :data:`SUMS` order (NULL counts as 0)."""
         for name, v in zip(SUMS, values):
             if v:
-                setattr(self, name, getattr(self, name) + v)
+                setattr(self, name, getattr(self, name) + sign * v)
 
     def add(self, other: Totals) -> None:
         for name in SUMS:
@@ -103,9 +106,10 @@ class Totals:
             "cache_write_tokens": self.cache_write_tokens,
             "output_tokens": self.output_tokens,
             "reasoning_tokens": self.reasoning_tokens,
-            "cost_usd": round(self.cost_usd, 6),
-            "cost_billed_usd": round(self.cost_reported_usd, 6),
-            "cost_estimated_usd": round(self.cost_estimated_usd, 6),
+            # + 0.0 turns the -0.0 left by subtracting a float sum back into 0.0
+            "cost_usd": round(self.cost_usd, 6) + 0.0,
+            "cost_billed_usd": round(self.cost_reported_usd, 6) + 0.0,
+            "cost_estimated_usd": round(self.cost_estimated_usd, 6) + 0.0,
             "unpriced_records": self.unpriced_records,
         }
 
@@ -279,14 +283,17 @@ def _first_last(reader: Any, lo: int, hi: int) -> tuple[int | None, int | None]:
     return first, last
 
 
-def _unpriced_models(reader: Any, grain: str, lo: int, hi: int) -> list[tuple[str, str, int]]:
-    rows = reader.query(
-        "SELECT provider, key, SUM(unpriced_records) FROM rollup "
-        "WHERE grain = ? AND dim = 'model' AND bucket_ts >= ? AND bucket_ts < ? "
-        "GROUP BY provider, key HAVING SUM(unpriced_records) > 0",
-        (grain, lo, hi),
-    )
-    out = [(p, m, int(n)) for p, m, n in rows]
+def _unpriced_models(reader: Any, lo: int, hi: int) -> list[tuple[str, str, int]]:
+    counts: dict[tuple[str, str], int] = {}
+    for grain, a, b in split_days(lo, hi):
+        for p, m, n in reader.query(
+            "SELECT provider, key, SUM(unpriced_records) FROM rollup "
+            "WHERE grain = ? AND dim = 'model' AND bucket_ts >= ? AND bucket_ts < ? AND unpriced_records > 0 "
+            "GROUP BY provider, key",
+            (grain, a, b),
+        ):
+            counts[(p, m)] = counts.get((p, m), 0) + int(n)
+    out = [(p, m, n) for (p, m), n in counts.items()]
     out.sort(key=lambda r: (-r[2], r[1]))
     return out
 
@@ -336,53 +343,56 @@ def build_report(
     if hi <= lo:
         return report
 
-    day_aligned = lo % DAY == 0 and hi % DAY == 0
-    if period is None:
-        grain = "d" if day_aligned else "h"
-        segments = [(lo, hi, None)]
-    else:
-        segments = offset_segments(lo, hi, tz)
-        grain = "d" if day_aligned and all(off == 0 for _s, _e, off in segments) else "h"
-
+    segments = [(lo, hi, None)] if period is None else offset_segments(lo, hi, tz)
     dim, group_cols = _GROUP_SQL[by]
-    sums = _sum_sql()
+    width = len(group_cols)
+    by_day: dict[tuple, Totals] = {}
+
+    def add(key: tuple, values: tuple, sign: int = 1) -> None:
+        t = by_day.get(key)
+        if t is None:
+            t = by_day[key] = Totals()
+        t.add_values(values, sign)
+
+    for seg_lo, seg_hi, off in segments:
+        for grain, a, b in split_days(seg_lo, seg_hi):
+            if off is None:  # summary: no day column
+                for row in _grouped(reader, grain, dim, a, b, group_cols, ()):
+                    add((None, *row[:width]), row[width:])
+            elif grain == "h":
+                for row in _grouped(reader, grain, dim, a, b, group_cols, (_local_day_sql(off),)):
+                    add((row[0], *row[1 : width + 1]), row[width + 1 :])
+            else:
+                # Whole UTC days first, as if each were its local day; then move the hours whose local day
+                # differs (a band of |offset| hours per day) from the UTC day to their local day.
+                for row in _grouped(reader, "d", dim, a, b, group_cols, (f"bucket_ts / {DAY}",)):
+                    add((row[0], *row[1 : width + 1]), row[width + 1 :])
+                if off:
+                    for row in _band(reader, dim, a, b, off, group_cols):
+                        values = row[width + 2 :]
+                        add((row[0], *row[2 : width + 2]), values, -1)
+                        add((row[1], *row[2 : width + 2]), values)
+
     merged: dict[tuple, Totals] = {}
     labels: dict[int, str] = {}
-    for seg_lo, seg_hi, off in segments:
-        select = list(group_cols)
-        if off is not None:
-            # `off` is an int computed from zoneinfo, never user text: safe to inline, and inlining keeps
-            # the GROUP BY expression identical on SQLite and PostgreSQL.
-            select.insert(0, f"(bucket_ts + {int(off)}) / {DAY}")
-        head = ", ".join(select)
-        sql = (
-            f"SELECT {head + ', ' if head else ''}{sums} FROM rollup "
-            "WHERE grain = ? AND dim = ? AND bucket_ts >= ? AND bucket_ts < ?"
-        )
-        if select:
-            sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(select)))
-        width = len(select)
-        for row in reader.query(sql, (grain, dim, seg_lo, seg_hi)):
-            if row[width] is None:  # aggregate over no rows
-                continue
-            if off is not None:
-                day_number = int(row[0])
-                label = labels.get(day_number)
-                if label is None:
-                    label = labels[day_number] = period_key(day_number, period or "day", wk)
-                key = (label, *row[1:width])
-            else:
-                key = (None, *row[:width])
-            t = merged.get(key)
-            if t is None:
-                t = merged[key] = Totals()
-            t.add_values(row[width:])
+    for key, t in by_day.items():
+        if t.records <= 0:  # every hour of that UTC day moved to a neighbouring local day
+            continue
+        day = key[0]
+        if day is not None:
+            label = labels.get(day)
+            if label is None:
+                label = labels[day] = period_key(int(day), period or "day", wk)
+            key = (label, *key[1:])
+        m = merged.get(key)
+        if m is None:
+            merged[key] = t
+        else:
+            m.add(t)
 
     for key, t in merged.items():
         if by == "model":
             prov, group = key[1], key[2]
-        elif by == "provider":
-            prov, group = None, key[1]
         elif by is not None:
             prov, group = None, key[1]
         else:
@@ -399,9 +409,76 @@ def build_report(
         )
     )
     if report.totals.records:
-        report.unpriced_models = _unpriced_models(reader, grain, lo, hi)
+        report.unpriced_models = _unpriced_models(reader, lo, hi)
         report.first_ts, report.last_ts = _first_last(reader, lo, hi)
     return report
+
+
+def split_days(lo: int, hi: int) -> list[tuple[str, int, int]]:
+    """Cover the hour-aligned range ``[lo, hi)`` with ``(grain, start, end)`` parts: hour buckets for the
+    partial UTC days at either end, day buckets for the whole UTC days between."""
+    mid_lo = min(_ceil(lo, DAY), hi)
+    mid_hi = max(hi - hi % DAY, mid_lo)
+    parts = []
+    if mid_lo > lo:
+        parts.append(("h", lo, mid_lo))
+    if mid_hi > mid_lo:
+        parts.append(("d", mid_lo, mid_hi))
+    if hi > mid_hi:
+        parts.append(("h", mid_hi, hi))
+    return parts
+
+
+def _local_day_sql(off: int) -> str:
+    # `off` is an int computed from zoneinfo, never user text: inlining it is safe and keeps the GROUP BY
+    # expression identical on SQLite and PostgreSQL (integer division of BIGINT epoch seconds on both).
+    return f"(bucket_ts + {int(off)}) / {DAY}"
+
+
+def _band(reader: Any, dim: str, lo: int, hi: int, off: int, group_cols: tuple[str, ...]) -> list[tuple]:
+    """Hour-bucket sums in the whole UTC days of ``[lo, hi)`` whose local day (UTC offset ``off``) is not
+    their UTC day: the first ``-off`` seconds of each day west of UTC, the last ``off`` seconds east of it.
+    Rows are ``(utc_day, local_day, *group_cols, *SUMS)``.
+
+    A recursive CTE lists the days so each day's band is an index range seek: only band rows are read,
+    where a filter on an expression would walk every hour bucket of the range."""
+    start, end = (0, -off) if off < 0 else (DAY - off, DAY)
+    select = [f"bucket_ts / {DAY}", _local_day_sql(off), *group_cols]
+    sql = (
+        f"WITH RECURSIVE days(d) AS (SELECT CAST(? AS BIGINT) UNION ALL "
+        f"SELECT d + {DAY} FROM days WHERE d + {DAY} < ?) "
+        f"SELECT {', '.join(select)}, {_sum_sql()} FROM days JOIN rollup ON rollup.grain = 'h' "
+        f"AND rollup.dim = ? AND rollup.bucket_ts >= days.d + {int(start)} AND rollup.bucket_ts < days.d + {int(end)} "
+        "GROUP BY " + ", ".join(str(i + 1) for i in range(len(select)))
+    )
+    n = len(select)
+    return [row for row in reader.query(sql, (lo, hi, dim)) if row[n] is not None]
+
+
+def _grouped(
+    reader: Any,
+    grain: str,
+    dim: str,
+    lo: int,
+    hi: int,
+    group_cols: tuple[str, ...],
+    lead: tuple[str, ...],
+    where: str = "",
+) -> list[tuple]:
+    """Rollup sums over ``[lo, hi)`` grouped by the ``lead`` expressions then ``group_cols``; each row is
+    ``(*lead, *group_cols, *SUMS)``. Empty aggregates are left out."""
+    select = [*lead, *group_cols]
+    head = ", ".join(select)
+    sql = (
+        f"SELECT {head + ', ' if head else ''}{_sum_sql()} FROM rollup "
+        "WHERE grain = ? AND dim = ? AND bucket_ts >= ? AND bucket_ts < ?"
+    )
+    if where:
+        sql += f" AND {where}"
+    if select:
+        sql += " GROUP BY " + ", ".join(str(i + 1) for i in range(len(select)))
+    n = len(select)
+    return [row for row in reader.query(sql, (grain, dim, lo, hi)) if row[n] is not None]
 
 
 def _table_exists(reader: Any) -> bool:

@@ -86,7 +86,7 @@ def render_frame(
     parts.append(title)
 
     label_w = 14
-    bar_w = max(10, min(40, width - 50))
+    bar_w = max(8, min(40, width - 66))
     grid = Table.grid(padding=(0, 1))
     grid.add_column(min_width=label_w, no_wrap=True)
     grid.add_column(no_wrap=True)

@@ -118,7 +118,9 @@ def _limit(settings: Any) -> tuple[float | None, str]:
     overrides = (getattr(settings, "model_extra", None) or {}).get("tiers", {}) or {}
     for tier in doc.get("tiers", []):
         if tier.get("id") == settings.plan:
-            value = (overrides.get(settings.plan) or {}).get("monthly_limit_usd", tier.get("monthly_limit_usd"))
+            value = (overrides.get(settings.plan) or {}).get(
+                "monthly_limit_usd", tier.get("monthly_limit_usd")
+            )
             return (float(value) if value is not None else None), f"{tier.get('name', settings.plan)} limit"
     return None, ""
 
@@ -133,18 +135,22 @@ def _history(reader: Any, fc: dict, now: int, tz: str, periods: int) -> list[tup
 
     if fc["freq"] == "h":
         start = now // 3600 * 3600 - periods * 3600
-        got = dict(hourly_totals(reader, start, now // 3600 * 3600, fc["scope_dim"], fc["scope_key"], fc["metric"]))
+        got = dict(
+            hourly_totals(reader, start, now // 3600 * 3600, fc["scope_dim"], fc["scope_key"], fc["metric"])
+        )
         return [(t, got.get(t, 0.0)) for t in range(start, now // 3600 * 3600, 3600)]
     zone = _zone(tz)
     today = datetime.fromtimestamp(now, zone).replace(hour=0, minute=0, second=0, microsecond=0)
     days = []
     for i in range(periods, 0, -1):
-        d = (today.date().toordinal() - i)
+        d = today.date().toordinal() - i
         day = datetime.fromordinal(d).replace(tzinfo=zone)
         days.append(int(day.timestamp()))
     totals = dict.fromkeys(days, 0.0)
     if days:
-        for ts, v in hourly_totals(reader, days[0], int(today.timestamp()), fc["scope_dim"], fc["scope_key"], fc["metric"]):
+        for ts, v in hourly_totals(
+            reader, days[0], int(today.timestamp()), fc["scope_dim"], fc["scope_key"], fc["metric"]
+        ):
             local = datetime.fromtimestamp(ts, zone).replace(hour=0, minute=0, second=0, microsecond=0)
             key = int(local.timestamp())
             if key in totals:
@@ -152,11 +158,15 @@ def _history(reader: Any, fc: dict, now: int, tz: str, periods: int) -> list[tup
     return sorted(totals.items())
 
 
-def _series_report(reader: Any, fc: dict, now: int, tz: str, limit: float | None, days: int) -> dict[str, Any]:
+def _series_report(
+    reader: Any, fc: dict, now: int, tz: str, limit: float | None, days: int
+) -> dict[str, Any]:
     from ..service import ml_read
 
     per_day = 24 if fc["freq"] == "h" else 1
-    points = [p for p in fc["points"] if p["ds"] >= now - (3600 if per_day == 24 else 86400)][: days * per_day]
+    points = [p for p in fc["points"] if p["ds"] >= now - (3600 if per_day == 24 else 86400)][
+        : days * per_day
+    ]
     summary = fc["summary"]
     out: dict[str, Any] = {
         "series_id": fc["series_id"],
@@ -176,7 +186,9 @@ def _series_report(reader: Any, fc: dict, now: int, tz: str, limit: float | None
         "summary": {},
     }
     if fc["freq"] == "d" and summary.get("projection"):
-        mtd = ml_read.sum_since(reader, _month_start(now, tz), now, fc["scope_dim"], fc["scope_key"], fc["metric"])
+        mtd = ml_read.sum_since(
+            reader, _month_start(now, tz), now, fc["scope_dim"], fc["scope_key"], fc["metric"]
+        )
         s: dict[str, Any] = {
             "month": summary.get("month"),
             "month_to_date": mtd,
@@ -252,7 +264,9 @@ def forecast_cmd(
             wanted += [("model", model)] if model else []
             found = []
             for dim, key in wanted:
-                fc = ml_read.latest_forecast(reader, scope_dim=dim, scope_key=key or "", metric=metric, freq=freq)
+                fc = ml_read.latest_forecast(
+                    reader, scope_dim=dim, scope_key=key or "", metric=metric, freq=freq
+                )
                 if fc is None:
                     raise ModelError(
                         f"no {'hourly' if hourly else 'daily'} {metric} forecast for {dim} {key!r}: "
@@ -272,7 +286,16 @@ def forecast_cmd(
         reports = [_series_report(reader, fc, now, tz, limit, days) for fc in found]
         drivers = _drivers(reader, metric) if not (user or model or by) else []
         if json_out:
-            print_json({"metric": metric, "freq": freq, "days": days, "timezone": tz, "series": reports, "drivers": drivers})
+            print_json(
+                {
+                    "metric": metric,
+                    "freq": freq,
+                    "days": days,
+                    "timezone": tz,
+                    "series": reports,
+                    "drivers": drivers,
+                }
+            )
             return
         _print_forecasts(reader, found, reports, drivers, now, tz, days, limit, limit_name)
     finally:
@@ -280,7 +303,15 @@ def forecast_cmd(
 
 
 def _print_forecasts(
-    reader: Any, found: list, reports: list, drivers: list, now: int, tz: str, days: int, limit: float | None, limit_name: str
+    reader: Any,
+    found: list,
+    reports: list,
+    drivers: list,
+    now: int,
+    tz: str,
+    days: int,
+    limit: float | None,
+    limit_name: str,
 ) -> None:
     from ..render.charts import forecast_chart
 
@@ -299,7 +330,9 @@ def _print_forecasts(
         hourly = fc["freq"] == "h"
         hist = _history(reader, fc, now, tz, min(days, 7) * 24 if hourly else max(days, 14))
         label_fmt = "%m-%d %H:00" if hourly else "%m-%d"
-        pts = [p for p in fc["points"] if p["ds"] >= (hist[-1][0] if hist else 0) + 1][: days * (24 if hourly else 1)]
+        pts = [p for p in fc["points"] if p["ds"] >= (hist[-1][0] if hist else 0) + 1][
+            : days * (24 if hourly else 1)
+        ]
         chart = forecast_chart(
             [(_local(t, tz, label_fmt), v) for t, v in hist],
             [(_local(p["ds"], tz, label_fmt), p["yhat"], p["yhat_lower"], p["yhat_upper"]) for p in pts],
@@ -342,7 +375,13 @@ def _print_forecasts(
         from rich.table import Table
 
         t = Table(box=None, pad_edge=False)
-        for c in ("series", "model", f"next {found[0]['summary'].get('horizon_days', days)} d", "month-end", "80%"):
+        for c in (
+            "series",
+            "model",
+            f"next {found[0]['summary'].get('horizon_days', days)} d",
+            "month-end",
+            "80%",
+        ):
             t.add_column(c, justify="left" if c in ("series", "model") else "right")
         for fc, rep in zip(found, reports):
             proj = rep["summary"].get("month_end") or {}
@@ -380,7 +419,9 @@ def _parse_since(value: str | None, tz: str) -> int | None:
     return int(parse_date_bound(value, tz))
 
 
-def _list(ctx: typer.Context, since: str | None, scope: str | None, status: str, limit: int, json_out: bool) -> None:
+def _list(
+    ctx: typer.Context, since: str | None, scope: str | None, status: str, limit: int, json_out: bool
+) -> None:
     from ..service import ml_read
 
     if status not in ("open", "acked", "expected", "all"):
@@ -389,7 +430,9 @@ def _list(ctx: typer.Context, since: str | None, scope: str | None, status: str,
     tz = st.settings.timezone
     reader = st.reader()
     try:
-        rows = ml_read.open_anomalies(reader, since=_parse_since(since, tz), scope=scope, limit=limit, status=status)
+        rows = ml_read.open_anomalies(
+            reader, since=_parse_since(since, tz), scope=scope, limit=limit, status=status
+        )
         trained = ml_read.last_training(reader)
     finally:
         reader.close()
@@ -499,7 +542,11 @@ def anomalies_explain(
     for h in hours:
         # Median of the same hour over the previous weeks: the "usual" the detector compares with.
         vals = sorted(past.get(h - w * 7 * 86400, 0.0) for w in range(1, weeks + 1))
-        usual.append((vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2 if len(vals) % 2 == 0 else vals[len(vals) // 2])
+        usual.append(
+            (vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2
+            if len(vals) % 2 == 0
+            else vals[len(vals) // 2]
+        )
     if json_out:
         print_json(dict(a, chart={"hours": hours, "observed_cost": observed, "usual_cost": usual}))
         return
@@ -532,11 +579,20 @@ def anomalies_explain(
             t2.add_column(c, justify="left" if c in ("dim", "key") else "right")
         for r in a["attribution"][:8]:
             t2.add_row(
-                r["dim"], r["key"], _money(r["actual_usd"]), _money(r["expected_usd"]), _money(r["impact_usd"]), f"{r['share']:.0%}"
+                r["dim"],
+                r["key"],
+                _money(r["actual_usd"]),
+                _money(r["expected_usd"]),
+                _money(r["impact_usd"]),
+                f"{r['share']:.0%}",
             )
         out.print(t2)
     color = os.isatty(1) and not os.environ.get("NO_COLOR")
     chart = window_chart(
-        [_local(h, tz, "%d %H:00") for h in hours], observed, usual, title="cost per hour: window vs usual", color=color
+        [_local(h, tz, "%d %H:00") for h in hours],
+        observed,
+        usual,
+        title="cost per hour: window vs usual",
+        color=color,
     )
     out.print(chart, markup=False, highlight=False)

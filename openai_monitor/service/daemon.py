@@ -334,7 +334,10 @@ def run_daemon(url: str, *, foreground: bool = True, ready: threading.Event | No
             ready.set()
         while not stop.wait(0.5):
             pass
-        # wait=True: the running job sees the stop flag, ends its current transaction group and returns.
+        # Pause first: APScheduler's loop can still pick up a due job after shutdown() closed the
+        # executor, which would advance its next run without running it. wait=True: the running job
+        # sees the stop flag, ends its current transaction group and returns.
+        scheduler.pause()
         scheduler.shutdown(wait=True)
         scheduler = None
         log.info("daemon stopped", extra={"pid": os.getpid()})

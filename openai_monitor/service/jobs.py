@@ -396,7 +396,15 @@ def _collection_alerts(ctx: JobContext) -> list[Any]:
         ).all()
     if len(runs) < after or any(r.status != "failed" for r in runs):
         return []
-    first = runs[-1]
+    with ctx.store.engine.connect() as conn:
+        # The episode starts at the first failure after the last success: one alert per episode.
+        first = conn.execute(
+            text(
+                "SELECT id, started_at FROM job_runs WHERE job = 'collect' AND status = 'failed' AND id > "
+                "COALESCE((SELECT MAX(id) FROM job_runs WHERE job = 'collect' AND status = 'ok'), 0) "
+                "ORDER BY id LIMIT 1"
+            )
+        ).one()
     return [
         Alert(
             kind="collection",

@@ -583,11 +583,17 @@ def demo_cmd(
         f"demo data: {result.inserted} new hourly bucket(s) imported into {demo_home} ({result.duplicates} already there)"
     )
     if train_models:
+        import datetime as dt
+
         from ..service.train import train
 
-        err.print("training forecasts and anomaly detectors ...")
-        tr = train(st.store, st.settings, now=now)
-        err.print(f"trained: {tr.summary_line() if hasattr(tr, 'summary_line') else tr}", markup=False)
+        err.print("training forecasts and anomaly detectors (about a minute) ...")
+        tr = train(st.store, st.settings, now=dt.datetime.fromtimestamp(now, dt.timezone.utc))
+        err.print(
+            f"trained {tr.fitted} series ({tr.failed} failed), {tr.detectors} anomaly detector(s), "
+            f"{tr.new_anomalies} new anomal(y/ies) in {tr.seconds:.0f} s",
+            markup=False,
+        )
     from . import _DEFAULT
 
     monitor = _DEFAULT.get("fn")

@@ -102,11 +102,15 @@ class Recorder:
         *,
         max_batch: int = 2000,
         max_queue: int = 200_000,
+        linger: float = 0.05,
     ) -> None:
         self.store = store
         self.pricer = pricer
         self.max_batch = max_batch
         self.max_queue = max_queue
+        # After the first call of a batch, wait this long for more: one transaction for many calls, and
+        # the writer holds the GIL (which the proxy's event loop needs) in fewer, larger slices.
+        self.linger = linger
         self.stats = RecorderStats()
         self._q: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -164,6 +168,8 @@ class Recorder:
             item = self._q.get()
             batch: list[CapturedCall] = []
             events: list[threading.Event] = []
+            if self.linger > 0 and isinstance(item, CapturedCall):
+                time.sleep(self.linger)
             while True:
                 if item is None:
                     stop = True

@@ -416,3 +416,11 @@ def test_half_hour_zone_bounds_follow_the_hour_start_rule(db_url, run_cli):
     data = as_json(run_cli("daily", *args))
     assert [(r["period"], r["input_tokens"]) for r in data["rows"]] == [("2025-03-09", 110)]
     assert as_json(run_cli("summary", *args))["input_tokens"] == 110
+
+
+def test_root_timezone_option_applies(db_url, run_cli):
+    ingest(db_url, [rec("2025-03-10T03:30:00Z", input_tokens=5)])  # 23:30 on 03-09 in New York
+    data = as_json(run_cli("--timezone", NY, "daily", "--json"))
+    assert [r["period"] for r in data["rows"]] == ["2025-03-09"] and data["timezone"] == NY
+    assert run_cli("config", "set", "timezone", "Asia/Tokyo").exit_code == 0
+    assert as_json(run_cli("daily", "--json"))["rows"][0]["period"] == "2025-03-10"

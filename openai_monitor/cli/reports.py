@@ -77,7 +77,8 @@ def _build(
         raise InputError("--json and --csv exclude each other; pick one")
     st = state(ctx)
     settings = st.settings
-    tz = timezone or settings.timezone
+    # `oaim --timezone X daily` (the root option) counts too when the command's own option is not given.
+    tz = timezone or (st.extra.get("monitor_opts") or {}).get("timezone") or settings.timezone
     zone(tz)
     lo = _bound("--since", since, tz, end=False)
     hi = _bound("--until", until, tz, end=True)

@@ -31,9 +31,10 @@ enabled = false
 """
 
 
-def _config(home: Path, text: str) -> None:
+def _config(home: Path, text: str, top: str = "") -> None:
+    """Write the config: ``top`` holds root keys (they must precede every [section])."""
     home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(NO_DEFAULT_SOURCES + text)
+    (home / "config.toml").write_text(top + NO_DEFAULT_SOURCES + text)
 
 
 def _job_runs(url: str) -> list[tuple]:
@@ -208,6 +209,31 @@ def test_collection_failing_repeatedly_alerts_once(run_cli, oaim_home: Path, tmp
     assert "gone.csv does not exist" in srv.requests[0]["body"]["body"]
 
 
+def test_budget_thresholds_alert_once_each(run_cli, oaim_home: Path, tmp_path: Path, db_url: str) -> None:
+    from openai_monitor.service.budgets import add_budget
+    from openai_monitor.service.spend import Db
+    from openai_monitor.store import Store
+
+    usage = tmp_path / "spend.csv"
+    ts = int(time.time()) - 60
+    usage.write_text(
+        f"timestamp,model,user,input_tokens,output_tokens,cost_usd\n{ts},gpt-4o,alice,1000,100,0.9\n"
+    )
+    with WebhookServer() as srv:
+        _config(
+            oaim_home,
+            f'[sources.csv]\nenabled = true\npaths = ["{usage}"]\n'
+            f'[alerts.hook]\ntype = "webhook"\nurl = "{srv.url()}"\n',
+        )
+        assert run_cli("daemon", "run-job", "collect").exit_code == 0
+        add_budget(Db(Store(db_url)), 1.0, "monthly")
+        assert run_cli("daemon", "run-job", "check").exit_code == 0
+        assert run_cli("daemon", "run-job", "check").exit_code == 0
+    budget = [r["body"] for r in srv.requests if r["body"]["kind"] == "budget"]
+    assert [b["data"]["threshold_pct"] for b in budget] == [50, 80]  # $0.90 of $1.00; each level once
+    assert budget[0]["title"] == "monthly budget for all usage passed 50%: $0.90 of $1.00"
+
+
 # -- install ---------------------------------------------------------------------------------------
 
 
@@ -293,6 +319,7 @@ def test_daemon_end_to_end(oaim_home: Path, tmp_path: Path, db_url: str) -> None
             f'[sources.csv]\nenabled = true\npaths = ["{usage}"]\n'
             "[daemon]\ncollect_seconds = 2\nretrain_seconds = 3\n"
             f'[alerts]\nmin_severity = "medium"\n[alerts.hook]\ntype = "webhook"\nurl = "{srv.url()}"\n',
+            top="limit_usd = 5.0\n",
         )
         log_err = open(tmp_path / "daemon.stderr", "w")
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log_err)
@@ -303,9 +330,11 @@ def test_daemon_end_to_end(oaim_home: Path, tmp_path: Path, db_url: str) -> None
             assert f"another oaim daemon (pid {proc.pid}) is already running" in second.stderr
             assert "Traceback" not in second.stderr
 
-            got = _wait(lambda: any(r["body"]["kind"] == "anomaly" for r in srv.requests), 45, 0.25)
+            kinds = lambda: {r["body"]["kind"] for r in srv.requests}  # noqa: E731
+            got = _wait(lambda: {"anomaly", "forecast"} <= kinds(), 45, 0.25)
+            time.sleep(2.5)  # at least one more cycle: nothing may be sent twice
             assert got, (
-                f"no anomaly alert; daemon stderr:\n{(tmp_path / 'daemon.stderr').read_text()[-3000:]}"
+                f"no anomaly and limit alerts; daemon stderr:\n{(tmp_path / 'daemon.stderr').read_text()[-3000:]}"
             )
             proc.send_signal(signal.SIGTERM)
             assert proc.wait(30) == 0
@@ -321,6 +350,9 @@ def test_daemon_end_to_end(oaim_home: Path, tmp_path: Path, db_url: str) -> None
     assert any(a["data"]["start_ts"] == incident_ts for a in anomaly)
     keys = [a["dedup_key"] for a in anomaly]
     assert len(keys) == len(set(keys))  # each finding sent once, however many cycles ran
+    [limit] = [r["body"] for r in srv.requests if r["body"]["kind"] == "forecast"]  # once, not per cycle
+    assert limit["data"]["limit_usd"] == 5.0 and limit["data"]["spent_usd"] > 5.0
+    assert limit["title"].startswith("Monthly limit $5.00 exceeded")
 
     with FastReader(db_url) as r:
         assert r.query("SELECT COUNT(*) FROM usage_records")[0][0] == n_rows  # nothing lost, nothing doubled

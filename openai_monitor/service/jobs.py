@@ -354,14 +354,16 @@ def _forecast_alerts(ctx: JobContext) -> list[Any]:
     fc = ml_read.latest_forecast(db, scope_dim="all", scope_key="", metric="cost", freq="d")
     if not fc or not fc.get("summary"):
         return []
-    now = datetime.fromtimestamp(ctx.clock(), timezone.utc)
+    now_ts = ctx.clock()
+    now = datetime.fromtimestamp(now_ts, timezone.utc)
     start, end = period_bounds("monthly", now, ctx.settings.timezone, ctx.settings.week_start)
     spent = spend_between(db, int(start.timestamp()), int(end.timestamp())).total_usd
-    prob = float(ml_read.prob_exceed(fc["summary"], spent, limit))
+    prob = ml_read.prob_exceed(fc["summary"], spent, limit, now=now_ts)
+    hit = ml_read.limit_hit(fc["summary"], spent, limit, now_ts)
     threshold = float((ctx.settings.alerts or {}).get("forecast_probability", 0.5))
-    hit = ml_read.limit_hit(fc["summary"], spent, limit, now)
-    if prob < threshold and not (spent >= limit):
+    if spent < limit and (prob is None or prob < threshold):
         return []
+    prob = 1.0 if spent >= limit else float(prob or 0.0)
     when = (hit or {}).get("expected") or (hit or {}).get("date")
     month = start.strftime("%Y-%m")
     body = f"spent ${spent:,.2f} of ${limit:,.2f} this month; {prob:.0%} likely to pass the limit"
@@ -372,7 +374,11 @@ def _forecast_alerts(ctx: JobContext) -> list[Any]:
             kind="forecast",
             dedup_key=f"forecast:limit:{month}",  # once per month
             severity="critical" if spent >= limit else "high",
-            title=f"Forecast: monthly limit ${limit:,.0f} will be exceeded ({prob:.0%})",
+            title=(
+                f"Monthly limit ${limit:,.2f} exceeded: ${spent:,.2f} spent"
+                if spent >= limit
+                else f"Forecast: monthly limit ${limit:,.2f} will be exceeded ({prob:.0%} likely)"
+            ),
             body=body,
             data={"month": month, "spent_usd": spent, "limit_usd": limit, "probability": prob, "date": when},
         )

@@ -69,7 +69,7 @@ _GROUP_SQL: dict[str | None, tuple[str, tuple[str, ...]]] = {
 
 @dataclass
 class Totals:
-    """Summed usage; ``cost_usd`` is every known cost, ``cost_reported_usd`` its billed (source-reported)
+    """Summed usage (fields in :data:`SUMS` order); ``cost_usd`` is every known cost, ``cost_reported_usd`` its billed (source-reported)
     part, the rest was estimated here from prices."""
 
     records: int = 0
@@ -346,13 +346,17 @@ def build_report(
     segments = [(lo, hi, None)] if period is None else offset_segments(lo, hi, tz)
     dim, group_cols = _GROUP_SQL[by]
     width = len(group_cols)
-    by_day: dict[tuple, Totals] = {}
+    # Plain lists while accumulating (tens of thousands of rows on big ranges); Totals once merged.
+    by_day: dict[tuple, list] = {}
+    zero = [0] * len(SUMS)
 
     def add(key: tuple, values: tuple, sign: int = 1) -> None:
-        t = by_day.get(key)
-        if t is None:
-            t = by_day[key] = Totals()
-        t.add_values(values, sign)
+        acc = by_day.get(key)
+        if acc is None:
+            acc = by_day[key] = zero.copy()
+        for i, v in enumerate(values):
+            if v:
+                acc[i] += v if sign > 0 else -v
 
     for seg_lo, seg_hi, off in segments:
         for grain, a, b in split_days(seg_lo, seg_hi):
@@ -375,9 +379,10 @@ def build_report(
 
     merged: dict[tuple, Totals] = {}
     labels: dict[int, str] = {}
-    for key, t in by_day.items():
-        if t.records <= 0:  # every hour of that UTC day moved to a neighbouring local day
+    for key, acc in by_day.items():
+        if acc[0] <= 0:  # records: every hour of that UTC day moved to a neighbouring local day
             continue
+        t = Totals(*acc)
         day = key[0]
         if day is not None:
             label = labels.get(day)

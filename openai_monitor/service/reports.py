@@ -69,8 +69,8 @@ _GROUP_SQL: dict[str | None, tuple[str, tuple[str, ...]]] = {
 
 @dataclass
 class Totals:
-    """Summed usage (fields in :data:`SUMS` order); ``cost_usd`` is every known cost, ``cost_reported_usd`` its billed (source-reported)
-    part, the rest was estimated here from prices."""
+    """Summed usage, fields in :data:`SUMS` order. ``cost_usd`` is every known cost, ``cost_reported_usd``
+    its billed (source-reported) part; the rest was estimated here from prices."""
 
     records: int = 0
     requests: int = 0

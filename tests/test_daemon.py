@@ -8,6 +8,7 @@ import json
 import os
 import plistlib
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -370,3 +371,61 @@ def test_daemon_end_to_end(oaim_home: Path, tmp_path: Path, db_url: str) -> None
     msgs = [x["msg"] for x in lines]
     assert "daemon started" in msgs and msgs[-1] == "daemon stopped"
     assert any(x.get("job") == "retrain" and x.get("status") == "ok" for x in lines)
+
+
+def test_stale_data_alerts_once_per_episode(oaim_home: Path, db_url: str) -> None:
+    from openai_monitor.config import load_settings
+    from openai_monitor.domain import UsageRecord
+    from openai_monitor.service.jobs import JobContext, run_job
+    from openai_monitor.store import Store
+
+    t0 = 1_800_000_000
+    store = Store(db_url)
+    store.ingest([UsageRecord(ts=t0, provider="openai", model="gpt-4o", dedup_key="r1", input_tokens=10)])
+    with WebhookServer() as srv:
+        _config(
+            oaim_home, f'[daemon]\nstale_hours = 24\n[alerts.hook]\ntype = "webhook"\nurl = "{srv.url()}"\n'
+        )
+        settings = load_settings()
+        for now in (t0 + 23 * 3600, t0 + 25 * 3600, t0 + 30 * 3600):
+            assert run_job("check", JobContext(db_url, settings, now=now, _store=store)).status == "ok"
+        store.ingest([UsageRecord(ts=t0 + 40 * 3600, provider="openai", model="gpt-4o", dedup_key="r2")])
+        run_job("check", JobContext(db_url, settings, now=t0 + 65 * 3600, _store=store))
+    stale = [r["body"] for r in srv.requests if r["body"]["kind"] == "stale"]
+    assert [s["data"]["newest_ts"] for s in stale] == [t0, t0 + 40 * 3600]  # one per episode
+    assert stale[0]["title"] == "No new usage data for 25 hours"
+
+
+def test_background_start_status_and_sigterm(run_cli, oaim_home: Path) -> None:
+    _config(oaim_home, "[daemon]\ncollect_minutes = 60\n")
+    env = dict(os.environ)
+    r = subprocess.run(
+        [sys.executable, "-m", "openai_monitor", "daemon"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert r.returncode == 0, r.stderr
+    m = re.match(r"daemon started \(pid (\d+)\)", r.stdout)
+    assert m, r.stdout
+    pid = int(m.group(1))
+    try:
+        st = json.loads(run_cli("daemon", "status", "--json").stdout)
+        assert st["running"] is True and st["pid"] == pid
+        assert _wait(
+            lambda: json.loads(run_cli("daemon", "status", "--json").stdout)["jobs"]["collect"]["next_run"],
+            10,
+        )
+        again = subprocess.run(
+            [sys.executable, "-m", "openai_monitor", "daemon"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert again.returncode == 1 and f"already running (pid {pid})" in again.stderr
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    assert _wait(lambda: InstanceLock(d.lock_path()).holder() is None, 20)
+    assert json.loads(run_cli("daemon", "status", "--json").stdout)["running"] is False

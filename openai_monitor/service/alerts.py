@@ -4,7 +4,8 @@ Channels are sections of ``[alerts]`` in the config file, each with a ``type``::
 
     [alerts]
     min_severity = "medium"        # findings below this are recorded nowhere and sent nowhere
-    cooldown_minutes = 360         # the same finding (dedup key) is not sent again within this time
+    cooldown_minutes = 1440        # the same finding (dedup key) is not sent again within this time;
+                                   # a condition that persists (stale data, limit) is re-sent after it
 
     [alerts.slack]
     type = "slack"                 # slack | discord | webhook (generic JSON POST)
@@ -50,7 +51,7 @@ log = logging.getLogger("openai_monitor.alerts")
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 CHANNEL_TYPES = ("desktop", "slack", "discord", "webhook", "email")
 DEFAULT_MIN_SEVERITY = "medium"
-DEFAULT_COOLDOWN_MINUTES = 360.0
+DEFAULT_COOLDOWN_MINUTES = 1440.0
 # Discord embed colours by severity (decimal RGB).
 _DISCORD_COLOURS = {
     "info": 0x5865F2,

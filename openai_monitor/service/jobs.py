@@ -372,7 +372,7 @@ def _forecast_alerts(ctx: JobContext) -> list[Any]:
     return [
         Alert(
             kind="forecast",
-            dedup_key=f"forecast:limit:{month}",  # once per month
+            dedup_key=f"forecast:limit:{month}",  # per month; reminded once per cooldown
             severity="critical" if spent >= limit else "high",
             title=(
                 f"Monthly limit ${limit:,.2f} exceeded: ${spent:,.2f} spent"
@@ -444,7 +444,7 @@ def _stale_alerts(ctx: JobContext) -> list[Any]:
     return [
         Alert(
             kind="stale",
-            dedup_key=f"stale:{newest}",  # one alert per stale episode
+            dedup_key=f"stale:{newest}",  # the episode; while it lasts, reminded once per cooldown
             severity="medium",
             title=f"No new usage data for {age / 3600:.0f} hours",
             body=body,

@@ -302,6 +302,7 @@ def run_daemon(url: str, *, foreground: bool = True, ready: threading.Event | No
     try:
         log_file = setup_logging(foreground)
         settings = load_settings()
+        job_triggers(settings)  # a bad schedule fails here, before anything starts
         store = Store(url)
         interrupted = mark_interrupted(store)
         store.set_meta("daemon_started_at", int(time.time()))

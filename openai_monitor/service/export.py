@@ -209,10 +209,14 @@ def _write_csv(
 ) -> None:
     import csv
 
-    w = csv.DictWriter(f, fieldnames=out_names, lineterminator="\n")
-    w.writeheader()
+    w = csv.writer(f, lineterminator="\n")
+    w.writerow(out_names)
+    # The derived column (ISO time or day) goes right after the first timestamp column, at index 2
+    # for records (id, ts) and index 1 for daily rows (day_ts); booleans keep the stored 0/1.
+    at, derive = (2, _iso) if what == "records" else (1, _day)
+    ts_i = at - 1
     for rows in chunks:
-        w.writerows(_row_dicts(rows, names, what, bools=False))
+        w.writerows((*r[:at], derive(int(r[ts_i])), *r[at:]) for r in rows)
 
 
 def _write_json(
@@ -224,15 +228,14 @@ def _write_json(
     if not lines:
         f.write("[")
     for rows in chunks:
-        parts = []
+        # One write per row into the file's buffer: nothing the size of a chunk is built as text.
         for d in _row_dicts(rows, names, what):
             text = orjson.dumps({k: d[k] for k in out_names}).decode()
             if lines:
-                parts.append(text + "\n")
+                f.write(text + "\n")
             else:
-                parts.append(("\n" if first else ",\n") + text)
+                f.write(("\n" if first else ",\n") + text)
                 first = False
-        f.write("".join(parts))
     if not lines:
         f.write("\n]\n" if not first else "]\n")
 

@@ -70,6 +70,18 @@ def test_since_until_bound_the_window(db: str, tmp_path) -> None:
     assert batch["days"] == 5
 
 
+def test_weekdays_and_flat_weekends_are_told_apart(db_url: str, tmp_path) -> None:
+    # The ML tests' synthetic usage: office-hours weekdays, a flat low weekend, Poisson noise.
+    from ml_helpers import records as ml_records
+
+    make_db(db_url, ml_records()).dispose()
+    res = _patterns(db_url, tmp_path, by="user")
+    labels = [c["label"] for c in res["clusters"]]
+    assert labels[0] == "weekday usage 06:00-20:00"
+    assert labels[1] == "weekend round-the-clock usage"
+    assert res["clusters"][0]["weekday_share"] == 1.0 and res["clusters"][1]["weekday_share"] == 0.0
+
+
 def test_labels_of_other_shapes() -> None:
     evening = [0.0] * 24
     for h in range(18, 23):

@@ -97,11 +97,34 @@ def build() -> int:
     with open(OUT, "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(
-            ["timestamp", "bucket_seconds", "provider", "model", "user", "project", "requests",
-             "input_tokens", "cached_tokens", "output_tokens"]
+            [
+                "timestamp",
+                "bucket_seconds",
+                "provider",
+                "model",
+                "user",
+                "project",
+                "requests",
+                "input_tokens",
+                "cached_tokens",
+                "output_tokens",
+            ]
         )
         for (start, provider, model, user, project), (n, inp, cached, out) in sorted(buckets.items()):
-            w.writerow([start.strftime("%Y-%m-%dT%H:%M:%SZ"), 3600, provider, model, user, project, n, inp, cached, out])
+            w.writerow(
+                [
+                    start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    3600,
+                    provider,
+                    model,
+                    user,
+                    project,
+                    n,
+                    inp,
+                    cached,
+                    out,
+                ]
+            )
     return len(buckets)
 
 

@@ -22,7 +22,13 @@ def oaim_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("COLUMNS", "120")
     # Keep the CLI tools' default log locations inside the test's tmp dir.
     monkeypatch.setenv("HOME", str(tmp_path / "user_home"))
-    for var in ("CLAUDE_CONFIG_DIR", "CODEX_HOME", "GEMINI_DATA_DIR", "OPENAI_ADMIN_KEY", "ANTHROPIC_ADMIN_KEY"):
+    for var in (
+        "CLAUDE_CONFIG_DIR",
+        "CODEX_HOME",
+        "GEMINI_DATA_DIR",
+        "OPENAI_ADMIN_KEY",
+        "ANTHROPIC_ADMIN_KEY",
+    ):
         monkeypatch.delenv(var, raising=False)
     return home
 

@@ -23,5 +23,7 @@ def test_ruff_check_clean() -> None:
 
 
 def test_ruff_format_clean() -> None:
-    r = subprocess.run([_ruff(), "format", "--check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(
+        [_ruff(), "format", "--check", "--no-cache", "."], cwd=REPO, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
 def _run_import(
     ctx: typer.Context, source: str, path: Path | None, options: dict[str, Any], full: bool, json_out: bool
 ) -> None:
-    from ..service.ingest import run_import
+    from ..service.ingest import _stat, run_import
     from ..service.pricing import make_pricer
     from ..sources import get_adapter
 
@@ -46,7 +46,7 @@ def _run_import(
     files = adapter.discover(path)
     store = st.store
     pricer = make_pricer(st.settings)
-    total = sum(f.stat().st_size for f in files)
+    total = sum(_stat(f).st_size for f in files)
     show_bar = not json_out and total > 8 * 1024 * 1024
     if show_bar:
         from rich.progress import (
@@ -97,12 +97,12 @@ def _run_import(
 def _print_skipped(report: Any) -> None:
     if not report.skipped:
         return
-    err = console(stderr=True)
-    err.print(f"{report.skipped} malformed line(s) skipped:")
+    # typer.echo, not rich: file:line references must never be wrapped or shortened.
+    typer.echo(f"{report.skipped} malformed line(s) skipped:", err=True)
     for e in report.errors[:MAX_ERRORS_SHOWN]:
-        err.print(f"  {e}", markup=False)
+        typer.echo(f"  {e}", err=True)
     if report.skipped > MAX_ERRORS_SHOWN:
-        err.print(f"  ... and {report.skipped - MAX_ERRORS_SHOWN} more")
+        typer.echo(f"  ... and {report.skipped - MAX_ERRORS_SHOWN} more", err=True)
 
 
 def _print_unpriced(unpriced: list[tuple[str, str, int]]) -> None:

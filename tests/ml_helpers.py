@@ -7,6 +7,7 @@ once per test process and copied into each test's directory.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import shutil
 import tempfile
@@ -110,6 +111,7 @@ def _trained() -> tuple[Path, dict]:
     from openai_monitor.store import Store
 
     base = Path(tempfile.mkdtemp(prefix="oaim-ml-"))
+    atexit.register(shutil.rmtree, base, True)
     store = Store(f"sqlite:///{base / 'usage.db'}")
     store.ingest(records(), now=NOW_TS)
     res = train(store, settings(), now=NOW, model_store=ModelStore(base / "models"))

@@ -556,7 +556,7 @@ def demo_cmd(
     from importlib import resources
 
     from ..config import home_dir
-    from ..service.demo import write_shifted_demo
+    from ..service.demo import shifted_first_ts, write_shifted_demo
     from ..service.ingest import run_import
     from ..service.pricing import make_pricer
     from ..sources import get_adapter
@@ -594,6 +594,18 @@ def demo_cmd(
             f"{tr.new_anomalies} new anomal(y/ies) in {tr.seconds:.0f} s",
             markup=False,
         )
+        from ..service.train import detect
+
+        # A first training scores only the recent weeks; the demo scans its whole history for findings.
+        first = shifted_first_ts(shifted)
+        found = detect(
+            st.store,
+            st.settings,
+            now=dt.datetime.fromtimestamp(now, dt.timezone.utc),
+            since=first,
+            rescan=True,
+        )
+        err.print(f"scanned the whole demo history for anomalies: {len(found.new)} finding(s)", markup=False)
     from . import _DEFAULT
 
     monitor = _DEFAULT.get("fn")

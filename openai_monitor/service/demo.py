@@ -32,3 +32,10 @@ def write_shifted_demo(src: Path, dest: Path, *, now: int, tz: str) -> Path:
             r["timestamp"] = dt.datetime.fromtimestamp(ts, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
             w.writerow(r)
     return dest
+
+
+def shifted_first_ts(path: Path) -> int:
+    """Unix seconds of the first row of a demo CSV (rows are sorted by time)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        first = next(csv.DictReader(f))
+    return parse_timestamp(first["timestamp"])

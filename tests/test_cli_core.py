@@ -1,0 +1,114 @@
+"""Core commands through the real CLI: version, config, pricing update over a local HTTP server, log, demo."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from openai_monitor import __version__
+
+
+def test_version_and_three_program_names(run_cli) -> None:
+    r = run_cli("--version")
+    assert r.exit_code == 0 and __version__ in r.stdout
+    import tomllib
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"][
+        "scripts"
+    ]
+    assert set(scripts) == {"openai-monitor", "oaimonitor", "oaim"} and len(set(scripts.values())) == 1
+
+
+def test_config_set_show_path_and_validation(run_cli, oaim_home: Path) -> None:
+    r = run_cli("config", "path")
+    assert r.stdout.strip() == str(oaim_home / "config.toml")
+    assert run_cli("config", "set", "plan", "tier3").exit_code == 0
+    assert run_cli("config", "set", "daemon.retrain_time", "04:30").exit_code == 0
+    shown = json.loads(run_cli("config", "show", "--json").stdout)
+    assert shown["plan"] == "tier3" and shown["daemon"]["retrain_time"] == "04:30"
+    bad = run_cli("config", "set", "plan", "tier9")
+    assert bad.exit_code == 2 and "plan must be one of" in bad.stderr
+    assert json.loads(run_cli("config", "show", "--json").stdout)["plan"] == "tier3"  # file unchanged
+    (oaim_home / "config.toml").write_text("plan = [unclosed\n")
+    broken = run_cli("summary")
+    assert broken.exit_code == 2 and "invalid TOML" in broken.stderr and "Traceback" not in broken.stderr
+
+
+@pytest.fixture
+def price_server(tmp_path: Path) -> Iterator[str]:
+    """A local HTTP server serving a genai-prices-style data.json with one made-up model."""
+    data = [
+        {
+            "id": "acme",
+            "name": "Acme",
+            "api_pattern": "acme",
+            "models": [
+                {
+                    "id": "acme-1",
+                    "name": "Acme 1",
+                    "match": {"equals": "acme-1"},
+                    "prices": {"input_mtok": 4, "output_mtok": 8},
+                }
+            ],
+        }
+    ]
+    (tmp_path / "data.json").write_text(json.dumps(data))
+    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(tmp_path), **k)  # noqa: E731
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/data.json"
+    server.shutdown()
+
+
+def test_unknown_model_priced_after_pricing_update_from_url(run_cli, db_url: str, price_server: str) -> None:
+    r = run_cli(
+        "log", "--model", "acme-1", "--provider", "acme", "--input", "1000", "--output", "500", "--json"
+    )
+    assert json.loads(r.stdout)["priced"] is False
+    summary = json.loads(run_cli("summary", "--json").stdout)
+    assert summary["unpriced_records"] == 1
+    up = run_cli("pricing", "update", price_server)
+    assert up.exit_code == 0, up.stderr
+    assert "1 unpriced record(s) now priced" in up.stdout
+    cost = (
+        sqlite3.connect(db_url.removeprefix("sqlite:///"))
+        .execute("SELECT cost_usd FROM usage_records")
+        .fetchone()[0]
+    )
+    assert cost == pytest.approx((1000 * 4 + 500 * 8) / 1_000_000)
+    summary = json.loads(run_cli("summary", "--json").stdout)
+    assert summary["unpriced_records"] == 0
+    assert summary["cost_usd"] == pytest.approx(0.008)
+
+
+def test_pricing_update_bad_source_is_one_line(run_cli, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    r = run_cli("pricing", "update", str(bad))
+    assert r.exit_code == 4 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_reset_asks_and_reports(run_cli) -> None:
+    run_cli("log", "--model", "gpt-4o", "--input", "10", "--output", "5")
+    assert run_cli("reset", input="n\n").exit_code == 1
+    r = run_cli("reset", "--yes")
+    assert r.exit_code == 0 and "removed 1 usage record(s)" in r.stdout
+    assert json.loads(run_cli("summary", "--json").stdout)["records"] == 0
+
+
+def test_demo_without_training_imports_real_arrivals_ending_yesterday(run_cli, oaim_home: Path) -> None:
+    r = run_cli("demo", "--no-train", "--json")
+    assert r.exit_code == 0, r.stderr
+    db = sqlite3.connect(oaim_home / "demo" / "usage.db")
+    n, requests, last = db.execute("SELECT COUNT(*), SUM(requests), MAX(ts) FROM usage_records").fetchone()
+    assert n == 6534 and requests > 90_000
+    import time
+
+    assert 0 < time.time() - last < 2 * 86400 + 3600  # shifted to end yesterday

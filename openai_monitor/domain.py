@@ -21,6 +21,18 @@ from dataclasses import dataclass, field
 
 PROVIDERS = ("openai", "anthropic", "google", "mistral", "azure", "other")
 
+# The token counts of a UsageRecord (and the token columns of the store), in declaration order.
+TOKEN_FIELDS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "cache_write_1h_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+)
+# Every additive count of a UsageRecord: what summing two records of one bucket adds up.
+COUNT_FIELDS = ("requests", *TOKEN_FIELDS)
+
 
 @dataclass(slots=True)
 class UsageRecord:
@@ -53,15 +65,7 @@ class UsageRecord:
         """Return a reason string when the record is unusable, else None."""
         if not self.model:
             return "missing model"
-        for name in (
-            "requests",
-            "input_tokens",
-            "cached_input_tokens",
-            "cache_write_tokens",
-            "cache_write_1h_tokens",
-            "output_tokens",
-            "reasoning_tokens",
-        ):
+        for name in COUNT_FIELDS:
             if getattr(self, name) < 0:
                 return f"negative {name}"
         if self.cached_input_tokens + self.cache_write_tokens > self.input_tokens:

@@ -29,7 +29,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from ..domain import TOKEN_FIELDS
 from ..errors import InputError, MonitorError
+from .patterns import bounds_sql
 
 FORMATS = ("csv", "json", "jsonl", "parquet")
 WHAT = ("records", "daily")
@@ -37,14 +39,6 @@ DAILY_DIMS = ("model", "user", "project", "api_key")
 CHUNK_ROWS = 20_000
 PARQUET_HINT = "pip install 'openai-usage-monitor[parquet]'"
 
-_TOKENS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
 # (output name, SQL expression, arrow type name)
 RECORD_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("id", "id", "int64"),
@@ -59,7 +53,7 @@ RECORD_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("session_id", "session_id", "string"),
     ("dedup_key", "dedup_key", "string"),
     ("requests", "requests", "int64"),
-    *((c, c, "int64") for c in _TOKENS),
+    *((c, c, "int64") for c in TOKEN_FIELDS),
     ("cost_usd", "cost_usd", "float64"),
     ("cost_reported", "cost_reported", "bool"),
     ("price_version", "price_version", "string"),
@@ -74,7 +68,7 @@ DAILY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("key", "key", "string"),
     ("records", "records", "int64"),
     ("requests", "requests", "int64"),
-    *((c, c, "int64") for c in _TOKENS),
+    *((c, c, "int64") for c in TOKEN_FIELDS),
     ("cost_usd", "cost_usd", "float64"),
     ("cost_reported_usd", "cost_reported_usd", "float64"),
     ("unpriced_records", "unpriced_records", "int64"),
@@ -138,12 +132,9 @@ def build_query(
             [by],
         )
         order = "bucket_ts, provider, key"
-    if since is not None:
-        where += f" AND {tcol} >= ?"
-        params.append(int(since))
-    if until is not None:
-        where += f" AND {tcol} < ?"
-        params.append(int(until))
+    bounds, bound_params = bounds_sql(tcol, since, until)
+    where += bounds
+    params += bound_params
     select = ", ".join(expr for _n, expr, _t in cols)
     return f"SELECT {select} FROM {table} WHERE {where} ORDER BY {order}", params, cols
 

@@ -13,7 +13,8 @@ METRICS = {"cost": "cost_usd", "requests": "requests", "tokens": "input_tokens +
 TRAIN_HINT = "no trained forecasts: run `oaim train` to learn the weekly and daily seasonality"
 
 
-def _bounds_sql(column: str, since: int | None, until: int | None) -> tuple[str, list[Any]]:
+def bounds_sql(column: str, since: int | None, until: int | None) -> tuple[str, list[Any]]:
+    """`` AND column >= ? AND column < ?`` for the bounds given (``[since, until)``) and its parameters."""
     sql, params = "", []
     if since is not None:
         sql += f" AND {column} >= ?"
@@ -30,7 +31,7 @@ def hourly_rows(
     """(hour starts, keys, values) of the hourly rollup for one dimension."""
     if not (reader.exists and reader.table_exists("rollup")):
         return [], [], []
-    where, params = _bounds_sql("bucket_ts", since, until)
+    where, params = bounds_sql("bucket_ts", since, until)
     rows = reader.query(
         f"SELECT bucket_ts, key, SUM({METRICS[metric]}) FROM rollup WHERE grain = 'h' AND dim = ?{where} "
         "GROUP BY bucket_ts, key ORDER BY bucket_ts",
@@ -42,7 +43,7 @@ def hourly_rows(
 def session_rows(reader: Any, since: int | None, until: int | None) -> list[tuple]:
     if not (reader.exists and reader.table_exists("usage_records")):
         return []
-    where, params = _bounds_sql("ts", since, until)
+    where, params = bounds_sql("ts", since, until)
     return reader.query(
         "SELECT session_id, model, MIN(ts), MAX(ts), SUM(COALESCE(cost_usd, 0)), SUM(requests), "
         "SUM(input_tokens + output_tokens), MAX(source), MAX(project) FROM usage_records "

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from ..domain import ParseReport, UsageRecord
+from ..domain import COUNT_FIELDS, ParseReport, UsageRecord
 from ..errors import CollectorError
 from ..sources import anthropic_usage as au
 from ..sources import openai_usage as ou
@@ -334,17 +334,6 @@ def _existing_keys(store: Any, keys: list[str]) -> int:
     return found
 
 
-_SUMMED = (
-    "requests",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
-
-
 def merge_same_key(records: list[UsageRecord]) -> list[UsageRecord]:
     """Sum results of one page that share a key: the API grouped them by a field it did not return (older
     payloads omit e.g. ``batch``), so they are distinct slices of the same bucket, not repeats."""
@@ -354,7 +343,7 @@ def merge_same_key(records: list[UsageRecord]) -> list[UsageRecord]:
         if prev is None:
             out[r.dedup_key] = r
             continue
-        for f in _SUMMED:
+        for f in COUNT_FIELDS:
             setattr(prev, f, getattr(prev, f) + getattr(r, f))
     return list(out.values())
 
@@ -407,6 +396,56 @@ def _write_billed(store: Any, source: str, days: set[int], costs: list[ou.Billed
                 ],
             )
     return len(costs)
+
+
+def _finish_endpoint(
+    store: Any,
+    provider: str,
+    res: EndpointResult,
+    width: int,
+    buckets: set[tuple[int, int]],
+    report: ParseReport,
+    now: int,
+    settle_seconds: int,
+) -> None:
+    """Record what one endpoint fetched and remember where the next sync resumes."""
+    res.resume_ts, res.partial_buckets = _resume(sorted(buckets), res.start, now - settle_seconds)
+    res.buckets, res.skipped = len(buckets), report.skipped
+    res.errors = [str(e) for e in report.errors[:10]]
+    _set_state(store, provider, res.endpoint, width, res.resume_ts, now)
+
+
+def _sync_costs(
+    store: Any,
+    client: ApiClient,
+    *,
+    provider: str,
+    endpoint: str,
+    source: str,
+    path: str,
+    params: Callable[[int], list[tuple[str, str]]],
+    parse: Callable[[Any, ParseReport], Iterator[tuple[int, int, ou.BilledCost | None]]],
+    since: int | None,
+    now: int,
+    settle_seconds: int,
+    lookback_days: int,
+) -> EndpointResult:
+    """Fetch a daily cost endpoint (``params(start)`` builds its query) and replace the billed rows of
+    every day it returned."""
+    valid = _has_rows(store, "billed_costs", source)
+    start = _start_for(store, provider, endpoint, 86400, "1d", since, now, lookback_days, valid)
+    res = EndpointResult(endpoint=endpoint, start=start, resume_ts=start)
+    report = ParseReport()
+    costs: list[ou.BilledCost] = []
+    buckets: set[tuple[int, int]] = set()
+    for page in client.paginate(path, params(start)):
+        for s, e, cost in parse(page, report):
+            buckets.add((s, e))
+            if cost is not None:
+                costs.append(cost)
+    res.billed_rows = _write_billed(store, source, {s for s, _ in buckets}, costs, now)
+    _finish_endpoint(store, provider, res, 86400, buckets, report, now, settle_seconds)
+    return res
 
 
 def _rfc3339(ts: int) -> str:
@@ -473,11 +512,7 @@ def sync_openai(
                 if pricer is not None and priced:
                     list(pricer.apply(priced))
                 _write_usage(store, records, res)
-                res.resume_ts, res.partial_buckets = _resume(sorted(buckets), start, now - settle_seconds)
-                res.buckets = len(buckets)
-                res.skipped = report.skipped
-                res.errors = [str(e) for e in report.errors[:10]]
-                _set_state(store, "openai", name, width, res.resume_ts, now)
+                _finish_endpoint(store, "openai", res, width, buckets, report, now, settle_seconds)
                 result.endpoints.append(res)
             if costs:
                 result.endpoints.append(
@@ -493,26 +528,24 @@ def sync_openai(
 def _sync_openai_costs(
     store: Any, client: ApiClient, since: int | None, now: int, settle_seconds: int, lookback_days: int
 ) -> EndpointResult:
-    valid = _has_rows(store, "billed_costs", ou.COSTS_SOURCE)
-    start = _start_for(store, "openai", "costs", 86400, "1d", since, now, lookback_days, valid)
-    res = EndpointResult(endpoint="costs", start=start, resume_ts=start)
-    params = [("start_time", str(start)), ("bucket_width", "1d"), ("limit", str(ou.COSTS_MAX_LIMIT))]
-    params += [("group_by", g) for g in ou.COSTS_GROUP_BY]
-    report = ParseReport()
-    costs: list[ou.BilledCost] = []
-    buckets: set[tuple[int, int]] = set()
-    for page in client.paginate(ou.COSTS_PATH, params):
-        for s, e, cost in ou.parse_costs_page(page, report):
-            buckets.add((s, e))
-            if cost is not None:
-                costs.append(cost)
-    res.billed_rows = _write_billed(store, ou.COSTS_SOURCE, {s for s, _ in buckets}, costs, now)
-    res.resume_ts, res.partial_buckets = _resume(sorted(buckets), start, now - settle_seconds)
-    res.buckets = len(buckets)
-    res.skipped = report.skipped
-    res.errors = [str(e) for e in report.errors[:10]]
-    _set_state(store, "openai", "costs", 86400, res.resume_ts, now)
-    return res
+    def params(start: int) -> list[tuple[str, str]]:
+        p = [("start_time", str(start)), ("bucket_width", "1d"), ("limit", str(ou.COSTS_MAX_LIMIT))]
+        return p + [("group_by", g) for g in ou.COSTS_GROUP_BY]
+
+    return _sync_costs(
+        store,
+        client,
+        provider="openai",
+        endpoint="costs",
+        source=ou.COSTS_SOURCE,
+        path=ou.COSTS_PATH,
+        params=params,
+        parse=ou.parse_costs_page,
+        since=since,
+        now=now,
+        settle_seconds=settle_seconds,
+        lookback_days=lookback_days,
+    )
 
 
 # -- Anthropic -----------------------------------------------------------------------------------------
@@ -579,10 +612,7 @@ def sync_anthropic(
                         _price_anthropic(pricer, rec, windows[rec.dedup_key])
                     records.append(rec)
             _write_usage(store, records, res)
-            res.resume_ts, res.partial_buckets = _resume(sorted(buckets), start, now - settle_seconds)
-            res.buckets, res.skipped = len(buckets), report.skipped
-            res.errors = [str(e) for e in report.errors[:10]]
-            _set_state(store, "anthropic", "messages", width, res.resume_ts, now)
+            _finish_endpoint(store, "anthropic", res, width, buckets, report, now, settle_seconds)
             result.endpoints.append(res)
             if costs:
                 result.endpoints.append(
@@ -598,22 +628,21 @@ def sync_anthropic(
 def _sync_anthropic_costs(
     store: Any, client: ApiClient, since: int | None, now: int, settle_seconds: int, lookback_days: int
 ) -> EndpointResult:
-    valid = _has_rows(store, "billed_costs", au.COSTS_SOURCE)
-    start = _start_for(store, "anthropic", "cost_report", 86400, "1d", since, now, lookback_days, valid)
-    res = EndpointResult(endpoint="cost_report", start=start, resume_ts=start)
-    params = [("starting_at", _rfc3339(start)), ("bucket_width", "1d"), ("limit", str(au.COST_MAX_LIMIT))]
-    params += [("group_by[]", g) for g in au.COST_GROUP_BY]
-    report = ParseReport()
-    costs: list[ou.BilledCost] = []
-    buckets: set[tuple[int, int]] = set()
-    for page in client.paginate(au.COST_PATH, params):
-        for s, e, cost in au.parse_cost_page(page, report):
-            buckets.add((s, e))
-            if cost is not None:
-                costs.append(cost)
-    res.billed_rows = _write_billed(store, au.COSTS_SOURCE, {s for s, _ in buckets}, costs, now)
-    res.resume_ts, res.partial_buckets = _resume(sorted(buckets), start, now - settle_seconds)
-    res.buckets, res.skipped = len(buckets), report.skipped
-    res.errors = [str(e) for e in report.errors[:10]]
-    _set_state(store, "anthropic", "cost_report", 86400, res.resume_ts, now)
-    return res
+    def params(start: int) -> list[tuple[str, str]]:
+        p = [("starting_at", _rfc3339(start)), ("bucket_width", "1d"), ("limit", str(au.COST_MAX_LIMIT))]
+        return p + [("group_by[]", g) for g in au.COST_GROUP_BY]
+
+    return _sync_costs(
+        store,
+        client,
+        provider="anthropic",
+        endpoint="cost_report",
+        source=au.COSTS_SOURCE,
+        path=au.COST_PATH,
+        params=params,
+        parse=au.parse_cost_page,
+        since=since,
+        now=now,
+        settle_seconds=settle_seconds,
+        lookback_days=lookback_days,
+    )

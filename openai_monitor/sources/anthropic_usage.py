@@ -27,8 +27,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..domain import ParseReport, UsageRecord
-from ..errors import CollectorError
-from .openai_usage import BilledCost
+from .openai_usage import BilledCost, int_field, str_field, walk_results
 
 SOURCE = "anthropic-usage-report"
 COSTS_SOURCE = "anthropic-cost-report"
@@ -71,21 +70,12 @@ def parse_rfc3339(value: Any) -> int:
     return int(dt.timestamp())
 
 
-def _int(obj: Any, name: str) -> int:
-    v = obj.get(name) if isinstance(obj, dict) else None
-    if v is None:
-        return 0
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise ValueError(f"{name} is not a number: {v!r}")
-    return int(v)
-
-
-def _str(v: Any) -> str:
-    return "" if v is None else str(v)
+def _rfc3339_bounds(bucket: dict[str, Any]) -> tuple[int, int]:
+    return parse_rfc3339(bucket["starting_at"]), parse_rfc3339(bucket["ending_at"])
 
 
 def dedup_key(bucket_start: int, bucket_seconds: int, result: dict[str, Any]) -> str:
-    groups = "|".join(_str(result.get(f)) for f in _GROUP_FIELDS)
+    groups = "|".join(str_field(result.get(f)) for f in _GROUP_FIELDS)
     return f"{SOURCE}:messages:{bucket_seconds}:{bucket_start}:{groups}"
 
 
@@ -94,25 +84,25 @@ def usage_record(start: int, end: int, result: dict[str, Any]) -> UsageRecord:
     if width <= 0:
         raise ValueError(f"bucket end {end} is not after its start {start}")
     cache = result.get("cache_creation") or {}
-    w5m, w1h = _int(cache, "ephemeral_5m_input_tokens"), _int(cache, "ephemeral_1h_input_tokens")
-    cached = _int(result, "cache_read_input_tokens")
+    w5m, w1h = int_field(cache, "ephemeral_5m_input_tokens"), int_field(cache, "ephemeral_1h_input_tokens")
+    cached = int_field(result, "cache_read_input_tokens")
     rec = UsageRecord(
         ts=start,
         provider=PROVIDER,
-        model=_str(result.get("model")) or "unknown",
+        model=str_field(result.get("model")) or "unknown",
         dedup_key=dedup_key(start, width, result),
         source=SOURCE,
-        user=_str(result.get("account_id") or result.get("service_account_id")),
-        project=_str(result.get("workspace_id")),
-        api_key_id=_str(result.get("api_key_id")),
+        user=str_field(result.get("account_id") or result.get("service_account_id")),
+        project=str_field(result.get("workspace_id")),
+        api_key_id=str_field(result.get("api_key_id")),
         bucket_seconds=width,
         requests=0,
-        input_tokens=_int(result, "uncached_input_tokens") + cached + w5m + w1h,
+        input_tokens=int_field(result, "uncached_input_tokens") + cached + w5m + w1h,
         cached_input_tokens=cached,
         cache_write_tokens=w5m + w1h,
         cache_write_1h_tokens=w1h,
-        output_tokens=_int(result, "output_tokens"),
-        service_tier=_TIERS.get(_str(result.get("service_tier")), ""),
+        output_tokens=int_field(result, "output_tokens"),
+        service_tier=_TIERS.get(str_field(result.get("service_tier")), ""),
     )
     if result.get("speed") == "fast":
         rec.service_tier = "fast"
@@ -122,72 +112,59 @@ def usage_record(start: int, end: int, result: dict[str, Any]) -> UsageRecord:
     return rec
 
 
-def _buckets(page: Any, what: str) -> list[dict[str, Any]]:
-    if not isinstance(page, dict) or not isinstance(page.get("data"), list):
-        raise CollectorError(
-            f"unexpected {what} response (no 'data' list); check --base-url points at the API"
-        )
-    return page["data"]
-
-
 def parse_usage_page(
     page: Any, report: ParseReport | None = None
 ) -> Iterator[tuple[int, int, UsageRecord | None, str]]:
     """Yield (bucket start, bucket end, record, context window); (start, end, None, "") for a bucket
     without results. The context window ("0-200k" | "200k-1M" | "") tells which price tier was paid."""
-    report = report if report is not None else ParseReport()
-    for i, bucket in enumerate(_buckets(page, "usage report")):
-        try:
-            start, end = parse_rfc3339(bucket["starting_at"]), parse_rfc3339(bucket["ending_at"])
-            results = bucket.get("results") or []
-        except (KeyError, TypeError, ValueError) as e:
-            report.error("messages", i, f"bucket without starting_at/ending_at: {e}")
-            continue
-        if not results:
+    for start, end, item in walk_results(
+        page,
+        report if report is not None else ParseReport(),
+        what="usage report",
+        where="messages",
+        bounds=_rfc3339_bounds,
+        bound_names="starting_at/ending_at",
+        convert=lambda start, end, result: (
+            usage_record(start, end, result),
+            str_field(result.get("context_window")),
+        ),
+        errors=(ValueError, TypeError, AttributeError),
+    ):
+        if item is None:
             yield start, end, None, ""
-        for result in results:
-            report.lines += 1
-            try:
-                rec = usage_record(start, end, result)
-            except (ValueError, TypeError, AttributeError) as e:
-                report.error("messages", i, f"bucket {start}: {e}")
-                continue
-            report.records += 1
-            yield start, end, rec, _str(result.get("context_window"))
+        else:
+            yield start, end, *item
 
 
 def parse_cost_page(
     page: Any, report: ParseReport | None = None
 ) -> Iterator[tuple[int, int, BilledCost | None]]:
     """Yield (bucket start, bucket end, billed cost); amounts converted from cents strings to dollars."""
-    report = report if report is not None else ParseReport()
-    for i, bucket in enumerate(_buckets(page, "cost report")):
-        try:
-            start, end = parse_rfc3339(bucket["starting_at"]), parse_rfc3339(bucket["ending_at"])
-            results = bucket.get("results") or []
-        except (KeyError, TypeError, ValueError) as e:
-            report.error("cost_report", i, f"bucket without starting_at/ending_at: {e}")
-            continue
-        if not results:
-            yield start, end, None
-        for result in results:
-            report.lines += 1
-            try:
-                # Decimal: the string is exact cents; float division only at the end.
-                cents = Decimal(str(result["amount"]))
-                currency = _str(result.get("currency") or "USD").upper()
-                cost = BilledCost(
-                    provider=PROVIDER,
-                    source=COSTS_SOURCE,
-                    day=start,
-                    project=_str(result.get("workspace_id")),
-                    line_item=_str(result.get("description") or result.get("cost_type")),
-                    model=_str(result.get("model")),
-                    amount=float(cents / 100),
-                    currency=currency,
-                )
-            except (KeyError, TypeError, ValueError, InvalidOperation) as e:
-                report.error("cost_report", i, f"bucket {start}: malformed cost result: {e}")
-                continue
-            report.records += 1
-            yield start, end, cost
+    return walk_results(
+        page,
+        report if report is not None else ParseReport(),
+        what="cost report",
+        where="cost_report",
+        bounds=_rfc3339_bounds,
+        bound_names="starting_at/ending_at",
+        convert=_billed_cost,
+        # InvalidOperation: an amount string that is not a decimal number.
+        errors=(KeyError, TypeError, ValueError, InvalidOperation),
+        malformed="malformed cost result: ",
+    )
+
+
+def _billed_cost(start: int, end: int, result: dict[str, Any]) -> BilledCost:
+    # Decimal: the string is exact cents; float division only at the end.
+    cents = Decimal(str(result["amount"]))
+    currency = str_field(result.get("currency") or "USD").upper()
+    return BilledCost(
+        provider=PROVIDER,
+        source=COSTS_SOURCE,
+        day=start,
+        project=str_field(result.get("workspace_id")),
+        line_item=str_field(result.get("description") or result.get("cost_type")),
+        model=str_field(result.get("model")),
+        amount=float(cents / 100),
+        currency=currency,
+    )

@@ -18,9 +18,9 @@ no repricing turns them into a silent $0.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..domain import ParseReport, UsageRecord
 from ..errors import CollectorError
@@ -28,6 +28,8 @@ from ..errors import CollectorError
 SOURCE = "openai-usage-api"
 COSTS_SOURCE = "openai-costs-api"
 PROVIDER = "openai"
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +109,9 @@ class BilledCost:
         return self.amount if self.currency == "USD" else None
 
 
-def _int(result: dict[str, Any], name: str) -> int:
-    v = result.get(name)
+def int_field(obj: Any, name: str) -> int:
+    """``obj[name]`` as an int, 0 when absent (or ``obj`` is not an object); ValueError when not a number."""
+    v = obj.get(name) if isinstance(obj, dict) else None
     if v is None:
         return 0
     if isinstance(v, bool) or not isinstance(v, (int, float)):
@@ -116,13 +119,13 @@ def _int(result: dict[str, Any], name: str) -> int:
     return int(v)
 
 
-def _str(v: Any) -> str:
+def str_field(v: Any) -> str:
     return "" if v is None else str(v)
 
 
 def dedup_key(endpoint: str, bucket_start: int, bucket_seconds: int, result: dict[str, Any]) -> str:
     """Stable per (endpoint, bucket, group values): a re-fetched bucket replaces its stored copy."""
-    groups = "|".join(_str(result.get(f)) for f in _GROUP_FIELDS)
+    groups = "|".join(str_field(result.get(f)) for f in _GROUP_FIELDS)
     return f"{SOURCE}:{endpoint}:{bucket_seconds}:{bucket_start}:{groups}"
 
 
@@ -132,25 +135,25 @@ def usage_record(endpoint: str, start: int, end: int, result: dict[str, Any]) ->
     width = end - start
     if width <= 0:
         raise ValueError(f"bucket end {end} is not after its start {start}")
-    requests = _int(result, "num_model_requests")
+    requests = int_field(result, "num_model_requests")
     rec = UsageRecord(
         ts=start,
         provider=PROVIDER,
-        model=_str(result.get("model")) or "unknown",
+        model=str_field(result.get("model")) or "unknown",
         dedup_key=dedup_key(endpoint, start, width, result),
         source=SOURCE,
-        user=_str(result.get("user_id")),
-        project=_str(result.get("project_id")),
-        api_key_id=_str(result.get("api_key_id")),
+        user=str_field(result.get("user_id")),
+        project=str_field(result.get("project_id")),
+        api_key_id=str_field(result.get("api_key_id")),
         bucket_seconds=width,
         requests=requests,
-        service_tier="batch" if result.get("batch") is True else _str(result.get("service_tier")),
+        service_tier="batch" if result.get("batch") is True else str_field(result.get("service_tier")),
     )
     if ep.token_priced:
-        rec.input_tokens = _int(result, "input_tokens")
-        rec.cached_input_tokens = _int(result, "input_cached_tokens")
-        rec.cache_write_tokens = _int(result, "input_cache_write_tokens")
-        rec.output_tokens = _int(result, "output_tokens")
+        rec.input_tokens = int_field(result, "input_tokens")
+        rec.cached_input_tokens = int_field(result, "input_cached_tokens")
+        rec.cache_write_tokens = int_field(result, "input_cache_write_tokens")
+        rec.output_tokens = int_field(result, "output_tokens")
     else:
         rec.cost_usd = None
         rec.cost_reported = True
@@ -170,30 +173,60 @@ def _buckets(page: Any, what: str) -> list[dict[str, Any]]:
     return page["data"]
 
 
-def parse_usage_page(
-    endpoint: str, page: Any, report: ParseReport | None = None
-) -> Iterator[tuple[int, int, UsageRecord | None]]:
-    """Yield (bucket start, bucket end, record) for each result of a usage page; a bucket without results
-    yields (start, end, None) so the caller still sees it. Malformed results are counted in ``report``."""
-    report = report if report is not None else ParseReport()
-    for i, bucket in enumerate(_buckets(page, "usage")):
+def walk_results(
+    page: Any,
+    report: ParseReport,
+    *,
+    what: str,
+    where: str,
+    bounds: Callable[[dict[str, Any]], tuple[int, int]],
+    bound_names: str,
+    convert: Callable[[int, int, dict[str, Any]], T],
+    errors: tuple[type[Exception], ...],
+    malformed: str = "",
+) -> Iterator[tuple[int, int, T | None]]:
+    """Yield (bucket start, bucket end, converted result) for each result of a bucketed admin-API page,
+    (start, end, None) for a bucket without results. A bucket whose ``bounds`` fail, or a result whose
+    ``convert`` raises one of ``errors``, is counted in ``report`` under ``where`` and skipped."""
+    for i, bucket in enumerate(_buckets(page, what)):
         try:
-            start, end = int(bucket["start_time"]), int(bucket["end_time"])
+            start, end = bounds(bucket)
             results = bucket.get("results") or []
         except (KeyError, TypeError, ValueError) as e:
-            report.error(endpoint, i, f"bucket without start_time/end_time: {e}")
+            report.error(where, i, f"bucket without {bound_names}: {e}")
             continue
         if not results:
             yield start, end, None
         for result in results:
             report.lines += 1
             try:
-                rec = usage_record(endpoint, start, end, result)
-            except (ValueError, TypeError, AttributeError) as e:
-                report.error(endpoint, i, f"bucket {start}: {e}")
+                item = convert(start, end, result)
+            except errors as e:
+                report.error(where, i, f"bucket {start}: {malformed}{e}")
                 continue
             report.records += 1
-            yield start, end, rec
+            yield start, end, item
+
+
+def _unix_bounds(bucket: dict[str, Any]) -> tuple[int, int]:
+    return int(bucket["start_time"]), int(bucket["end_time"])
+
+
+def parse_usage_page(
+    endpoint: str, page: Any, report: ParseReport | None = None
+) -> Iterator[tuple[int, int, UsageRecord | None]]:
+    """Yield (bucket start, bucket end, record) for each result of a usage page; a bucket without results
+    yields (start, end, None) so the caller still sees it. Malformed results are counted in ``report``."""
+    return walk_results(
+        page,
+        report if report is not None else ParseReport(),
+        what="usage",
+        where=endpoint,
+        bounds=_unix_bounds,
+        bound_names="start_time/end_time",
+        convert=lambda start, end, result: usage_record(endpoint, start, end, result),
+        errors=(ValueError, TypeError, AttributeError),
+    )
 
 
 # "gpt-4o-2024-08-06, input", "gpt-4o, cached input", "ft:gpt-4o-mini:org::id, output". Line items
@@ -215,37 +248,33 @@ def parse_costs_page(
 ) -> Iterator[tuple[int, int, BilledCost | None]]:
     """Yield (bucket start, bucket end, billed cost) per Costs API result; (start, end, None) for an empty
     bucket. ``amount.value`` is in currency units (dollars, not cents)."""
-    report = report if report is not None else ParseReport()
-    for i, bucket in enumerate(_buckets(page, "costs")):
-        try:
-            start, end = int(bucket["start_time"]), int(bucket["end_time"])
-            results = bucket.get("results") or []
-        except (KeyError, TypeError, ValueError) as e:
-            report.error("costs", i, f"bucket without start_time/end_time: {e}")
-            continue
-        if not results:
-            yield start, end, None
-        for result in results:
-            report.lines += 1
-            try:
-                amount = result["amount"]
-                value = float(amount["value"])
-                currency = _str(amount.get("currency") or "usd").upper()
-                line_item = _str(result.get("line_item"))
-                qty = result.get("quantity")
-                cost = BilledCost(
-                    provider=PROVIDER,
-                    source=COSTS_SOURCE,
-                    day=start,
-                    project=_str(result.get("project_id")),
-                    line_item=line_item,
-                    model=model_of_line_item(line_item),
-                    amount=value,
-                    currency=currency,
-                    quantity=None if qty is None else float(qty),
-                )
-            except (KeyError, TypeError, ValueError) as e:
-                report.error("costs", i, f"bucket {start}: malformed cost result: {e}")
-                continue
-            report.records += 1
-            yield start, end, cost
+    return walk_results(
+        page,
+        report if report is not None else ParseReport(),
+        what="costs",
+        where="costs",
+        bounds=_unix_bounds,
+        bound_names="start_time/end_time",
+        convert=_billed_cost,
+        errors=(KeyError, TypeError, ValueError),
+        malformed="malformed cost result: ",
+    )
+
+
+def _billed_cost(start: int, end: int, result: dict[str, Any]) -> BilledCost:
+    amount = result["amount"]
+    value = float(amount["value"])
+    currency = str_field(amount.get("currency") or "usd").upper()
+    line_item = str_field(result.get("line_item"))
+    qty = result.get("quantity")
+    return BilledCost(
+        provider=PROVIDER,
+        source=COSTS_SOURCE,
+        day=start,
+        project=str_field(result.get("project_id")),
+        line_item=line_item,
+        model=model_of_line_item(line_item),
+        amount=value,
+        currency=currency,
+        quantity=None if qty is None else float(qty),
+    )

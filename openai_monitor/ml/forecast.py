@@ -215,7 +215,7 @@ class ProphetForecaster:
 
         y = _check_y(y, self.freq)
         quiet_prophet()
-        from prophet import Prophet
+        from .prophet_memo import MemoProphet as Prophet
 
         values = y.to_numpy()
         positive = values[values > 0]
@@ -237,6 +237,7 @@ class ProphetForecaster:
             model.add_country_holidays(country_name=self.holidays_country)
         frame = pd.DataFrame({"ds": y.index, "y": self._forward(values)})
         model.fit(frame)
+        self._draw_cache = None
         self.model_ = model
         self.history_ = y
         self.last_ds_ = y.index[-1]
@@ -270,18 +271,47 @@ class ProphetForecaster:
             np.random.set_state(state)
         return median_z + self.interval_scale * (draws - median_z)
 
+    def _draws(self, h: int, n: int, seed: int) -> tuple[pd.DatetimeIndex, np.ndarray, np.ndarray]:
+        """Forecast dates, median and ``(n, h)`` paths on the original scale, for one (h, n, seed).
+
+        The draws are seeded, so the result depends only on the key: keeping the last one lets
+        ``predict(h)`` and ``sample_paths(h, uncertainty_samples, seed)`` share one draw (training asks
+        for both on the same horizon) without changing what either returns.
+        """
+        import pandas as pd
+
+        key = (h, n, seed)
+        cached = getattr(self, "_draw_cache", None)
+        if cached is not None and cached[0] == key and cached[1] is self.model_:
+            return cached[2]
+        future = self._future(h)
+        median_z = self._median_z(future)
+        out = (
+            pd.DatetimeIndex(future["ds"]),
+            self._inverse(median_z),
+            self._inverse(self._paths_z(future, n, seed, median_z)),
+        )
+        self._draw_cache = (key, self.model_, out)
+        return out
+
+    def point(self, h: int) -> np.ndarray:
+        """The predictive median only (no sampling): what model selection on a holdout compares."""
+        self._check_fitted()
+        return self._inverse(self._median_z(self._future(_check_h(h))))
+
     def sample_paths(self, h: int, n: int = 1000, seed: int = 0) -> np.ndarray:
         self._check_fitted()
-        future = self._future(_check_h(h))
-        median_z = self._median_z(future)
-        return self._inverse(self._paths_z(future, int(n), seed, median_z))
+        return self._draws(_check_h(h), int(n), int(seed))[2].copy()
 
     def predict(self, h: int) -> pd.DataFrame:
         self._check_fitted()
-        future = self._future(_check_h(h))
-        median_z = self._median_z(future)
-        paths = self._inverse(self._paths_z(future, self.uncertainty_samples, self.seed, median_z))
-        return _frame(future["ds"], self._inverse(median_z), paths)
+        ds, median, paths = self._draws(_check_h(h), self.uncertainty_samples, self.seed)
+        return _frame(ds, median, paths)
+
+    def predict_with_paths(self, h: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """``predict(h)`` and the ``(uncertainty_samples, h)`` draws its intervals came from."""
+        frame = self.predict(h)
+        return frame, self.sample_paths(h, self.uncertainty_samples, self.seed)
 
 
 class SeasonalNaiveForecaster:
@@ -344,13 +374,22 @@ class SeasonalNaiveForecaster:
             paths[:, j] = np.maximum(prev + draws[:, j], 0.0)
         return paths
 
+    def point(self, h: int) -> np.ndarray:
+        self._check_fitted()
+        return self._point(_check_h(h))
+
     def predict(self, h: int) -> pd.DataFrame:
+        return self.predict_with_paths(h)[0]
+
+    def predict_with_paths(self, h: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """``predict(h)`` and the ``(n_samples, h)`` draws its intervals came from."""
         import pandas as pd
 
         self._check_fitted()
         h = _check_h(h)
         ds = pd.date_range(self.last_ds_, periods=h + 1, freq=self.freq)[1:]
-        return _frame(ds, self._point(h), self.sample_paths(h, self.n_samples, self.seed))
+        paths = self.sample_paths(h, self.n_samples, self.seed)
+        return _frame(ds, self._point(h), paths), paths
 
 
 @dataclass
@@ -368,11 +407,24 @@ class FittedForecast:
     metrics: dict[str, float] = field(default_factory=dict)
     tz: str | None = None
     metric: str | None = None
+    # Model selection's holdout fits (not stored): {"origin": index of the first held-out period,
+    # "horizon": periods held out, "models": {kind: model fitted on y[:origin]}}. A backtest whose origin
+    # is the same reuses them instead of fitting again.
+    holdout: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def predict(self, h: int) -> pd.DataFrame:
         out = self.forecaster.predict(h)
         out["kind"] = self.kind
         return out
+
+    def predict_with_paths(self, h: int) -> tuple[pd.DataFrame, np.ndarray]:
+        """``predict(h)`` plus the predictive draws its intervals came from, drawn once."""
+        if hasattr(self.forecaster, "predict_with_paths"):
+            out, paths = self.forecaster.predict_with_paths(h)
+        else:
+            out, paths = self.forecaster.predict(h), self.forecaster.sample_paths(h)
+        out["kind"] = self.kind
+        return out, paths
 
     def sample_paths(self, h: int, n: int = 1000, seed: int = 0) -> np.ndarray:
         return self.forecaster.sample_paths(h, n, seed)
@@ -422,6 +474,7 @@ def fit_forecaster(
     params.setdefault("holidays_country", holidays_country)
     reason: str | None = None
     fitted: Any = None
+    holdout_info: dict[str, Any] | None = None
     if len(y) < min_periods:
         reason = (
             f"history too short: {len(y)} periods, Prophet needs {min_periods} ({min_history_days:g} days)"
@@ -433,13 +486,16 @@ def fit_forecaster(
             holdout = int(round((holdout_days or 0) * periods_per_day))
             if holdout and len(y) - holdout >= min_periods:
                 train, test = y.iloc[:-holdout], y.to_numpy()[-holdout:]
-                prophet_mae = float(
-                    np.abs(
-                        ProphetForecaster(freq=freq, **params).fit(train).predict(holdout)["yhat"] - test
-                    ).mean()
-                )
+                prophet_ho = ProphetForecaster(freq=freq, **params).fit(train)
+                prophet_mae = float(np.abs(prophet_ho.point(holdout) - test).mean())
                 naive = SeasonalNaiveForecaster(season=season, freq=freq).fit(train)
                 naive_mae = float(np.abs(naive._point(holdout) - test).mean())
+                holdout_info = {
+                    "origin": len(y) - holdout,
+                    "horizon": holdout,
+                    "models": {prophet_ho.kind: prophet_ho, naive.kind: naive},
+                    "mae": {prophet_ho.kind: prophet_mae, naive.kind: naive_mae},
+                }
                 if naive_mae < prophet_mae:
                     reason = (
                         f"seasonal naive beat Prophet on the last {holdout_days:g} days held out "
@@ -462,6 +518,7 @@ def fit_forecaster(
         rows=len(y),
         tz=tz,
         metric=metric,
+        holdout=holdout_info,
     )
 
 

@@ -307,8 +307,16 @@ def _fit_one(spec: dict[str, Any], tz: str, now: datetime, opts: TrainOptions) -
             if fc.kind == "prophet"
             else (lambda: SeasonalNaiveForecaster(**params))
         )
+        # The last origin is the holdout model selection already fitted: reuse it (same data, same
+        # settings, seeded draws) rather than fitting Prophet a third time.
+        ho = fc.holdout
+        reuse = (
+            {ho["origin"]: ho["models"][fc.kind]}
+            if ho and ho["horizon"] == 7 and fc.kind in ho["models"]
+            else None
+        )
         try:
-            bt = backtest(y, make, horizon=7, n_origins=opts.backtest_origins, season=season)
+            bt = backtest(y, make, horizon=7, n_origins=opts.backtest_origins, season=season, fitted=reuse)
             fc.metrics = {
                 k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in bt.as_dict().items()
             }
@@ -320,7 +328,8 @@ def _fit_one(spec: dict[str, Any], tz: str, now: datetime, opts: TrainOptions) -
     first = pd.Timestamp(y.index[-1]) + pd.tseries.frequencies.to_offset(freq)
     if freq == "D":
         h = max(h, len(pd.date_range(first, next_month, freq="D", inclusive="left")))
-    pred = fc.predict(h)
+    # One set of predictive draws gives the stored intervals and the month-end samples below.
+    pred, draws = fc.predict_with_paths(h)
     ds = _local_epochs(pred["ds"], tz)
     points = [
         (
@@ -339,7 +348,7 @@ def _fit_one(spec: dict[str, Any], tz: str, now: datetime, opts: TrainOptions) -
     }
     if freq == "D":
         n = max(opts.month_samples, opts.path_samples)
-        paths = fc.sample_paths(h, n, 0)
+        paths = draws if len(draws) >= n else fc.sample_paths(h, n, 0)
         fds = pd.date_range(first, periods=h, freq="D")
         keep = (fds >= current) & (fds < next_month)
         weights = np.where(fds[keep] == current, 1.0 - spec["partial_fraction"], 1.0)

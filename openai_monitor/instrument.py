@@ -166,7 +166,7 @@ class Instrumentation:
         call.complete = complete
         self.recorder.submit(call)
 
-    def _sync_hook(self, response: Any) -> None:
+    def _attach(self, response: Any, make_tee: Callable[..., Any], base: type) -> None:
         try:
             prepared = self._prepare(response)
             if prepared is None:
@@ -175,38 +175,37 @@ class Instrumentation:
             if not capture:
                 self.recorder.submit(call)
                 return
-            response.stream = _make_sync_tee(self._sync_base, response.stream, call, self._finish)
+            response.stream = make_tee(base, response.stream, call, self._finish)
         except Exception:  # instrumentation must never break the caller's request
             log.exception("could not instrument a response; it is not recorded")
 
+    def _sync_hook(self, response: Any) -> None:
+        self._attach(response, _make_sync_tee, self._sync_base)
+
     async def _async_hook(self, response: Any) -> None:
-        try:
-            prepared = self._prepare(response)
-            if prepared is None:
-                return
-            call, capture = prepared
-            if not capture:
-                self.recorder.submit(call)
-                return
-            response.stream = _make_async_tee(self._async_base, response.stream, call, self._finish)
-        except Exception:
-            log.exception("could not instrument a response; it is not recorded")
+        self._attach(response, _make_async_tee, self._async_base)
+
+
+class _TeeEnd:
+    """What both tees share: collect the chunks and hand them to ``finish`` exactly once."""
+
+    def __init__(self, call: CapturedCall, finish: Callable[..., None]) -> None:
+        self.chunks: list[bytes] = []
+        self.done = False
+        self._call = call
+        self._finish_call = finish
+
+    def _end(self, complete: bool) -> None:
+        if not self.done:
+            self.done = True
+            try:
+                self._finish_call(self._call, self.chunks, complete)
+            except Exception:
+                log.exception("could not queue a call for recording")
 
 
 def _make_sync_tee(base: type, inner: Any, call: CapturedCall, finish: Callable[..., None]) -> Any:
-    class SyncTee(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            self.chunks: list[bytes] = []
-            self.done = False
-
-        def _end(self, complete: bool) -> None:
-            if not self.done:
-                self.done = True
-                try:
-                    finish(call, self.chunks, complete)
-                except Exception:
-                    log.exception("could not queue a call for recording")
-
+    class SyncTee(_TeeEnd, base):  # type: ignore[misc, valid-type]
         def __iter__(self) -> Iterator[bytes]:
             for chunk in inner:
                 self.chunks.append(chunk)
@@ -219,23 +218,11 @@ def _make_sync_tee(base: type, inner: Any, call: CapturedCall, finish: Callable[
             finally:
                 self._end(False)
 
-    return SyncTee()
+    return SyncTee(call, finish)
 
 
 def _make_async_tee(base: type, inner: Any, call: CapturedCall, finish: Callable[..., None]) -> Any:
-    class AsyncTee(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            self.chunks: list[bytes] = []
-            self.done = False
-
-        def _end(self, complete: bool) -> None:
-            if not self.done:
-                self.done = True
-                try:
-                    finish(call, self.chunks, complete)
-                except Exception:
-                    log.exception("could not queue a call for recording")
-
+    class AsyncTee(_TeeEnd, base):  # type: ignore[misc, valid-type]
         async def __aiter__(self) -> AsyncIterator[bytes]:
             async for chunk in inner:
                 self.chunks.append(chunk)
@@ -248,7 +235,7 @@ def _make_async_tee(base: type, inner: Any, call: CapturedCall, finish: Callable
             finally:
                 self._end(False)
 
-    return AsyncTee()
+    return AsyncTee(call, finish)
 
 
 def instrument(

@@ -65,6 +65,37 @@ def _print_sync(result: object, json_out: bool) -> None:
             out.print(f"    {err}")
 
 
+def _run_sync(
+    ctx: typer.Context,
+    provider: str,
+    since: str | None,
+    bucket: str,
+    base_url: str,
+    no_costs: bool,
+    json_out: bool,
+) -> None:
+    from ..service import sync
+    from ..service.pricing import make_pricer
+
+    key_name, env = {
+        "openai": ("openai-admin", "OPENAI_ADMIN_KEY"),
+        "anthropic": ("anthropic-admin", "ANTHROPIC_ADMIN_KEY"),
+    }[provider]
+    key = _admin_key(key_name, env)
+    st = state(ctx)
+    run = sync.sync_openai if provider == "openai" else sync.sync_anthropic
+    result = run(
+        st.store,
+        key,
+        base_url=base_url,
+        since=_since(since),
+        bucket=bucket,
+        pricer=make_pricer(st.settings),
+        costs=not no_costs,
+    )
+    _print_sync(result, json_out)
+
+
 @sync_app.command("openai")
 def sync_openai_cmd(
     ctx: typer.Context,
@@ -77,21 +108,7 @@ def sync_openai_cmd(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """OpenAI organization Usage API (completions, embeddings, moderations, images, audio) and Costs API."""
-    from ..service.pricing import make_pricer
-    from ..service.sync import sync_openai
-
-    key = _admin_key("openai-admin", "OPENAI_ADMIN_KEY")
-    st = state(ctx)
-    result = sync_openai(
-        st.store,
-        key,
-        base_url=base_url,
-        since=_since(since),
-        bucket=bucket,
-        pricer=make_pricer(st.settings),
-        costs=not no_costs,
-    )
-    _print_sync(result, json_out)
+    _run_sync(ctx, "openai", since, bucket, base_url, no_costs, json_out)
 
 
 @sync_app.command("anthropic")
@@ -104,21 +121,7 @@ def sync_anthropic_cmd(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Anthropic Admin API messages usage report and cost report."""
-    from ..service.pricing import make_pricer
-    from ..service.sync import sync_anthropic
-
-    key = _admin_key("anthropic-admin", "ANTHROPIC_ADMIN_KEY")
-    st = state(ctx)
-    result = sync_anthropic(
-        st.store,
-        key,
-        base_url=base_url,
-        since=_since(since),
-        bucket=bucket,
-        pricer=make_pricer(st.settings),
-        costs=not no_costs,
-    )
-    _print_sync(result, json_out)
+    _run_sync(ctx, "anthropic", since, bucket, base_url, no_costs, json_out)
 
 
 def _fmt(v: float | None, pct: bool = False) -> str:

@@ -37,19 +37,7 @@ _METRIC_COLUMNS = (
     ("cost_estimated_usd", "Estimated", "usd", 2),
     ("unpriced_records", "Unpriced", "int", 1),
 )
-_CSV_METRICS = [
-    "records",
-    "requests",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "cost_billed_usd",
-    "cost_estimated_usd",
-    "unpriced_records",
-]
+_CSV_METRICS = ["records", *(key for key, _h, _k, _d in _METRIC_COLUMNS)]
 
 
 def register(app: typer.Typer) -> None:

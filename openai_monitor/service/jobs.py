@@ -170,13 +170,15 @@ def collect(ctx: JobContext) -> dict[str, Any]:
         if api.get("status") == "failed":
             failures.append(f"usage_api: {api.get('error')}")
     if failures:
-        raise _CollectFailed("; ".join(failures), results)
+        raise _JobFailed(f"collection failed for {'; '.join(failures)}", results)
     return results
 
 
-class _CollectFailed(MonitorError):
+class _JobFailed(MonitorError):
+    """A job that did part of its work: ``results`` is what it did, kept in the job's run record."""
+
     def __init__(self, message: str, results: dict[str, Any]):
-        super().__init__(f"collection failed for {message}")
+        super().__init__(message)
         self.results = results
 
 
@@ -500,14 +502,8 @@ def check(ctx: JobContext) -> dict[str, Any]:
     }
     if errors:
         result["errors"] = errors
-        raise _CheckFailed("; ".join(errors), result)
+        raise _JobFailed(f"check incomplete: {'; '.join(errors)}", result)
     return result
-
-
-class _CheckFailed(MonitorError):
-    def __init__(self, message: str, result: dict[str, Any]):
-        super().__init__(f"check incomplete: {message}")
-        self.results = result
 
 
 JOBS: dict[str, Callable[[JobContext], dict[str, Any]]] = {

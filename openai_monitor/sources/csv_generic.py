@@ -45,6 +45,7 @@ from openai_monitor.domain import PROVIDERS, ParseReport, UsageRecord
 from openai_monitor.errors import InputError
 from openai_monitor.sources.base import (
     LONG_LINE,
+    MINUTE_EPOCH,
     LineReader,
     datetime_to_ts,
     files_under,
@@ -89,6 +90,26 @@ _INT_FIELDS = (
     "cache_write_tokens",
     "output_tokens",
     "reasoning_tokens",
+)
+
+# Field order of the row fast path (``_Builder.build_row``).
+_ROW_FIELDS = (
+    "timestamp",
+    "provider",
+    "model",
+    "user",
+    "project",
+    "api_key_id",
+    "session_id",
+    "id",
+    "requests",
+    "bucket_seconds",
+    "input_tokens",
+    "cached_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "cost_usd",
 )
 
 BURSTGPT_RAW = ("timestamp", "model", "request tokens", "response tokens", "total tokens", "log type")
@@ -204,7 +225,7 @@ class CsvAdapter:
             ):
                 yield from self._jsonl(lines, fname, report, options)
             else:
-                yield from self._generic_csv(lines, fname, report, options)
+                yield from self._generic_csv(reader, fname, report, options)
         report.lines += reader.lineno
         state["offset"] = reader.offset
         state["lines"] = reader.lineno
@@ -253,12 +274,23 @@ class CsvAdapter:
         return cols
 
     def _generic_csv(
-        self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, options: dict
+        self, reader: LineReader, fname: str, report: ParseReport, options: dict
     ) -> Iterator[UsageRecord]:
         current = [0]
 
         def feed() -> Iterable[str]:
-            for n, text in lines:
+            # _decoded and the newline csv.reader wants, in one generator: this runs once per line.
+            for n, raw in reader:
+                if raw is None:
+                    report.error(fname, n, LONG_LINE)
+                    continue
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    report.error(fname, n, f"invalid UTF-8 at byte {exc.start}")
+                    continue
+                if n == 1 and text.startswith("\ufeff"):
+                    text = text[1:]
                 current[0] = n
                 yield text + "\n"
 
@@ -269,15 +301,17 @@ class CsvAdapter:
         cols = self._columns(header, fname, options)
         width = len(header)
         builder = _Builder(fname, options)
+        # Absent optional columns read the empty string appended to every row at index ``width``.
+        at = [cols.get(f, width) for f in _ROW_FIELDS]
+        build = builder.build_row
         for row in rows:
-            n = current[0]
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
             if len(row) != width:
-                report.error(fname, n, f"expected {width} fields, found {len(row)}")
+                if not row or (len(row) == 1 and not row[0].strip()):
+                    continue
+                report.error(fname, current[0], f"expected {width} fields, found {len(row)}")
                 continue
-            values = {f: row[i] for f, i in cols.items()}
-            rec = builder.build(values, n, report)
+            row.append("")
+            rec = build(row, at, current[0], report)
             if rec is not None:
                 report.records += 1
                 yield rec
@@ -454,6 +488,7 @@ class _Builder:
         self.source = options.get("source") or "csv"
         self.seen: set[int] = set()
         self.repeats: dict[bytes, int] = {}
+        self.providers: dict[tuple[str, str], str] = {}
 
     def build(self, v: dict, n: int, report: ParseReport) -> UsageRecord | None:
         fname = self.fname
@@ -529,6 +564,158 @@ class _Builder:
                 "" if cost is None else repr(cost),
             )
         )
+        rec.dedup_key = self._key(content)
+        return rec
+
+    def build_row(self, row: list[str], at: list[int], n: int, report: ParseReport) -> UsageRecord | None:
+        """``build`` for a CSV row, without the per-row dict: ``row[at[i]]`` is the value of
+        ``_ROW_FIELDS[i]``. Same records, keys and error reasons as ``build``; the common shapes
+        (ISO ``...Z`` timestamps, plain integers) take short cuts, anything else the general parsers."""
+        (
+            i_ts,
+            i_prov,
+            i_model,
+            i_user,
+            i_proj,
+            i_key,
+            i_sess,
+            i_id,
+            i_req,
+            i_bucket,
+            i_in,
+            i_cached,
+            i_cw,
+            i_out,
+            i_reason,
+            i_cost,
+        ) = at
+        try:
+            ts_raw = row[i_ts]
+            base = None
+            if len(ts_raw) == 20 and ts_raw[19] == "Z":
+                base = MINUTE_EPOCH.get(ts_raw[:16])
+            if base is not None and ts_raw[16] == ":" and ts_raw[17:19].isdecimal() and ts_raw[17:19] < "61":
+                ts = base + int(ts_raw[17:19])
+            else:
+                if not ts_raw.strip():
+                    raise ValueError("missing timestamp")
+                try:
+                    ts = parse_ts(ts_raw)
+                except ValueError:
+                    raise ValueError(f"bad timestamp {ts_raw!r}") from None
+            v = row[i_req]
+            requests = int(v) if v.isdecimal() else (_int(v, "requests") if v else 1)
+            v = row[i_bucket]
+            bucket = int(v) if v.isdecimal() else _int(v, "bucket_seconds")
+            v = row[i_in]
+            inp = int(v) if v.isdecimal() else _int(v, "input_tokens")
+            v = row[i_cached]
+            cached = int(v) if v.isdecimal() else _int(v, "cached_tokens")
+            v = row[i_cw]
+            cw = int(v) if v.isdecimal() else _int(v, "cache_write_tokens")
+            v = row[i_out]
+            out = int(v) if v.isdecimal() else _int(v, "output_tokens")
+            v = row[i_reason]
+            reasoning = int(v) if v.isdecimal() else _int(v, "reasoning_tokens")
+            v = row[i_cost]
+            cost = float(v) if v.strip() else None
+            if cost is not None and cost != cost:
+                raise ValueError("cost_usd is NaN")
+        except ValueError as exc:
+            report.error(self.fname, n, str(exc))
+            return None
+        model = row[i_model].strip()
+        prov_raw = row[i_prov]
+        provider = self.providers.get((prov_raw, model))
+        if provider is None:
+            provider = prov_raw.strip().lower() or self.provider or guess_provider(model)
+            self.providers[(prov_raw, model)] = provider
+        if provider not in PROVIDERS:
+            report.error(self.fname, n, f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
+            return None
+        user = row[i_user].strip() or self.user
+        project = row[i_proj].strip() or self.project
+        api_key_id = row[i_key].strip() or self.api_key_id
+        session_id = row[i_sess].strip()
+        if (
+            not model
+            or requests < 0
+            or bucket < 0
+            or cached < 0
+            or cw < 0
+            or reasoning < 0
+            or cached + cw > inp
+            or reasoning > out
+            or (cost is not None and cost < 0)
+        ):
+            bad = self._reason(ts, provider, model, requests, bucket, inp, cached, cw, out, reasoning, cost)
+            report.error(self.fname, n, bad)
+            return None
+        row_id = row[i_id].strip()
+        if row_id:
+            key = f"csv:id:{row_id}"
+        else:
+            # The same text as ``build`` hashes: keys stay stable across versions, so re-importing a
+            # file imported before adds nothing.
+            content = (
+                f"{ts}|{provider}|{model}|{user}|{project}|{api_key_id}|{session_id}|{bucket}|{requests}|"
+                f"{inp}|{cached}|{cw}|{out}|{reasoning}|{'' if cost is None else repr(cost)}"
+            )
+            key = self._key(content)
+        return UsageRecord(
+            ts,
+            provider,
+            model,
+            key,
+            self.source,
+            user,
+            project,
+            api_key_id,
+            session_id,
+            bucket,
+            requests,
+            inp,
+            cached,
+            cw,
+            0,
+            out,
+            reasoning,
+            cost,
+            cost is not None,
+        )
+
+    @staticmethod
+    def _reason(
+        ts: int,
+        provider: str,
+        model: str,
+        requests: int,
+        bucket: int,
+        inp: int,
+        cached: int,
+        cw: int,
+        out: int,
+        reasoning: int,
+        cost: float | None,
+    ) -> str:
+        """Why a row failed the quick checks, worded exactly as ``build`` words it."""
+        rec = UsageRecord(
+            ts=ts,
+            provider=provider,
+            model=model,
+            dedup_key="",
+            bucket_seconds=bucket,
+            requests=requests,
+            input_tokens=inp,
+            cached_input_tokens=cached,
+            cache_write_tokens=cw,
+            output_tokens=out,
+            reasoning_tokens=reasoning,
+            cost_usd=cost,
+        )
+        return rec.validate() or "negative bucket_seconds"
+
+    def _key(self, content: str) -> str:
         digest = hashlib.blake2b(content.encode(), digest_size=16).digest()
         short = int.from_bytes(digest[:8], "little")
         k = 0
@@ -537,5 +724,4 @@ class _Builder:
             self.repeats[digest] = k
         else:
             self.seen.add(short)
-        rec.dedup_key = f"csv:{digest.hex()}" + (f"#{k}" if k else "")
-        return rec
+        return f"csv:{digest.hex()}" + (f"#{k}" if k else "")

@@ -104,10 +104,12 @@ def how_baseline(
     """
     v = np.asarray(values, dtype=float)
     use = np.ones(len(v), bool) if mask is None else np.asarray(mask, bool)
-    frame = pd.DataFrame({"v": v[use], "how": how[use]})
-    grouped = frame.groupby("how")["v"]
+    vu, hu = v[use], np.asarray(how)[use]
+    grouped = pd.Series(vu).groupby(hu)
     med = grouped.median()
-    mad = grouped.apply(lambda s: float(np.median(np.abs(s - s.median())))) * MAD_TO_SIGMA
+    # MAD per hour of week in two vectorised group medians (a per-group apply is ~100x slower).
+    dev = np.abs(vu - med.reindex(hu).to_numpy())
+    mad = pd.Series(dev).groupby(hu).median() * MAD_TO_SIGMA
     overall = float(np.median(v[use])) if use.any() else 0.0
     usual = pd.Series(how).map(med).fillna(overall).to_numpy()
     pooled = float(np.median(np.abs(v[use] - usual[use]))) * MAD_TO_SIGMA if use.any() else 0.0

@@ -135,6 +135,9 @@ class FakeProviderAPI:
     def _cursor(ts: int | None) -> str | None:
         return None if ts is None else base64.b64encode(str(ts).encode()).decode()
 
+    def _page(self, data: list[dict[str, Any]], nxt: int | None) -> dict[str, Any]:
+        return {"data": data, "has_more": nxt is not None, "next_page": self._cursor(nxt)}
+
     # -- OpenAI --------------------------------------------------------------------------------------
     def _openai_usage(self, endpoint: str, q: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         width = q.get("bucket_width", ["1d"])[0]
@@ -160,16 +163,10 @@ class FakeProviderAPI:
             sums = OLD_COMPLETION_FIELDS if self.old_payload else NEW_COMPLETION_FIELDS
         else:
             sums = OPENAI_SUMS[endpoint]
+        events = [ev for ev in self.openai_usage if ev["endpoint"] == endpoint]
         data = []
         for s in starts:
-            agg: dict[tuple, dict[str, Any]] = {}
-            for ev in self.openai_usage:
-                if ev["endpoint"] != endpoint or not s <= ev["ts"] < s + w:
-                    continue
-                key = tuple(ev.get(g) for g in groups)
-                row = agg.setdefault(key, defaultdict(int))
-                for f in sums:
-                    row[f] += ev.get(f, 0)
+            agg = _sum_by_group(events, s, w, groups, sums)
             results = []
             for key, row in agg.items():
                 res: dict[str, Any] = {
@@ -185,12 +182,7 @@ class FakeProviderAPI:
                     res[g] = key[groups.index(g)] if g in groups else None
                 results.append(res)
             data.append({"object": "bucket", "start_time": s, "end_time": s + w, "results": results})
-        return 200, {
-            "object": "page",
-            "data": data,
-            "has_more": nxt is not None,
-            "next_page": self._cursor(nxt),
-        }
+        return 200, {"object": "page", **self._page(data, nxt)}
 
     def _openai_costs(self, q: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         if "start_time" not in q:
@@ -227,12 +219,7 @@ class FakeProviderAPI:
                     res[g] = v
                 results.append(res)
             data.append({"object": "bucket", "start_time": s, "end_time": s + 86400, "results": results})
-        return 200, {
-            "object": "page",
-            "data": data,
-            "has_more": nxt is not None,
-            "next_page": self._cursor(nxt),
-        }
+        return 200, {"object": "page", **self._page(data, nxt)}
 
     # -- Anthropic -----------------------------------------------------------------------------------
     def _anthropic_usage(self, q: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
@@ -253,20 +240,20 @@ class FakeProviderAPI:
         starts, nxt = self._bucket_starts(start, end, width, limit, q.get("page", [None])[0])
         data = []
         for s in starts:
-            agg: dict[tuple, dict[str, int]] = {}
-            for ev in self.anthropic_usage:
-                if not s <= ev["ts"] < s + w:
-                    continue
-                row = agg.setdefault(tuple(ev.get(g) for g in groups), defaultdict(int))
-                for f in (
+            agg = _sum_by_group(
+                self.anthropic_usage,
+                s,
+                w,
+                groups,
+                (
                     "uncached_input_tokens",
                     "cache_read_input_tokens",
                     "cw5m",
                     "cw1h",
                     "output_tokens",
                     "web_search_requests",
-                ):
-                    row[f] += ev.get(f, 0)
+                ),
+            )
             results = []
             for key, row in agg.items():
                 res: dict[str, Any] = {
@@ -292,7 +279,7 @@ class FakeProviderAPI:
                     res[g] = key[groups.index(g)] if g in groups else None
                 results.append(res)
             data.append({"starting_at": rfc3339(s), "ending_at": rfc3339(s + w), "results": results})
-        return 200, {"data": data, "has_more": nxt is not None, "next_page": self._cursor(nxt)}
+        return 200, self._page(data, nxt)
 
     def _anthropic_costs(self, q: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
         if "starting_at" not in q:
@@ -325,7 +312,7 @@ class FakeProviderAPI:
                         }
                     )
             data.append({"starting_at": rfc3339(s), "ending_at": rfc3339(s + 86400), "results": results})
-        return 200, {"data": data, "has_more": nxt is not None, "next_page": self._cursor(nxt)}
+        return 200, self._page(data, nxt)
 
     # -- HTTP ----------------------------------------------------------------------------------------
     def _route(
@@ -397,6 +384,20 @@ class FakeProviderAPI:
                 self.wfile.write(raw)
 
         return Handler
+
+
+def _sum_by_group(
+    events: list[dict[str, Any]], start: int, width: int, groups: list[str], fields: tuple[str, ...]
+) -> dict[tuple, dict[str, int]]:
+    """Sum ``fields`` of the events in bucket [start, start + width) per value tuple of ``groups``."""
+    agg: dict[tuple, dict[str, int]] = {}
+    for ev in events:
+        if not start <= ev["ts"] < start + width:
+            continue
+        row = agg.setdefault(tuple(ev.get(g) for g in groups), defaultdict(int))
+        for f in fields:
+            row[f] += ev.get(f, 0)
+    return agg
 
 
 def _oa_error(message: str, code: str | None = None) -> dict[str, Any]:

@@ -6,11 +6,12 @@ import os
 import sqlite3
 import stat
 import time
+from typing import Any
 
 import pytest
 
 from openai_monitor.errors import CollectorError
-from openai_monitor.service.sync import RetryPolicy, sync_openai
+from openai_monitor.service.sync import RetryPolicy, SyncResult, sync_openai
 from openai_monitor.sources.openai_usage import model_of_line_item
 from openai_monitor.store import Store
 from tests.fake_provider_api import OPENAI_KEY, FakeProviderAPI
@@ -48,6 +49,15 @@ def _completions(api: FakeProviderAPI) -> list[dict]:
     return events
 
 
+def _sync_completions(store: Store, api: FakeProviderAPI, **kw: Any) -> SyncResult:
+    """Sync the completions usage endpoint only (no costs) from ``api`` at ``NOW``; ``kw`` overrides."""
+    return sync_openai(
+        store,
+        OPENAI_KEY,
+        **{"base_url": api.url, "now": NOW, "endpoints": ["completions"], "costs": False, **kw},
+    )
+
+
 def _db_totals(store: Store) -> tuple[int, int, int, int, int]:
     with sqlite3.connect(store.url.split(":///", 1)[1]) as c:
         return c.execute(
@@ -67,16 +77,7 @@ def test_hourly_sync_follows_next_page_across_mid_day_pages(db_url: str) -> None
     store = Store(db_url)
     with FakeProviderAPI(now=NOW, page_buckets=5) as api:
         events = _completions(api)
-        res = sync_openai(
-            store,
-            OPENAI_KEY,
-            base_url=api.url,
-            since=DAY0,
-            bucket="1h",
-            now=NOW,
-            endpoints=["completions"],
-            costs=False,
-        )
+        res = _sync_completions(store, api, since=DAY0, bucket="1h")
         pages = [e for e in api.log if e["path"].endswith("/completions")]
     # 64 hourly buckets (day 0 00:00 .. day 2 15:00) in pages of 5: 13 pages, most ending mid-day.
     assert len(pages) == 13
@@ -108,16 +109,7 @@ def test_old_payload_with_only_six_fields(db_url: str) -> None:
     store = Store(db_url)
     with FakeProviderAPI(now=NOW, old_payload=True) as api:
         events = _completions(api)
-        res = sync_openai(
-            store,
-            OPENAI_KEY,
-            base_url=api.url,
-            since=DAY0,
-            bucket="1d",
-            now=NOW,
-            endpoints=["completions"],
-            costs=False,
-        )
+        res = _sync_completions(store, api, since=DAY0, bucket="1d")
     assert res.endpoints[0].skipped == 0
     n, inp, cached, out, _ = _db_totals(store)
     assert inp == sum(e["input_tokens"] for e in events) and out == sum(e["output_tokens"] for e in events)
@@ -131,23 +123,12 @@ def test_resync_adds_nothing_and_a_growing_partial_bucket_is_replaced(db_url: st
     store = Store(db_url)
     with FakeProviderAPI(now=NOW) as api:
         events = _completions(api)
-        first = sync_openai(
-            store,
-            OPENAI_KEY,
-            base_url=api.url,
-            since=DAY0,
-            bucket="1d",
-            now=NOW,
-            endpoints=["completions"],
-            costs=False,
-        )
+        first = _sync_completions(store, api, since=DAY0, bucket="1d")
         assert first.endpoints[0].partial_buckets == 1
         assert first.endpoints[0].resume_ts == DAY0 + 2 * 86400  # today's bucket is still open
         before = _db_totals(store)
 
-        second = sync_openai(
-            store, OPENAI_KEY, base_url=api.url, bucket="1d", now=NOW, endpoints=["completions"], costs=False
-        )
+        second = _sync_completions(store, api, bucket="1d")
         assert second.new_records == 0
         assert api.log[-1]["query"]["start_time"] == [str(DAY0 + 2 * 86400)]  # resumed, not from --since
         assert _db_totals(store) == before
@@ -156,15 +137,7 @@ def test_resync_adds_nothing_and_a_growing_partial_bucket_is_replaced(db_url: st
         extra = dict(events[-1], ts=NOW - 60, input_tokens=5000, output_tokens=700, input_cached_tokens=0)
         api.openai_usage.append(extra)
         api.now = NOW + 600
-        third = sync_openai(
-            store,
-            OPENAI_KEY,
-            base_url=api.url,
-            bucket="1d",
-            now=NOW + 600,
-            endpoints=["completions"],
-            costs=False,
-        )
+        third = _sync_completions(store, api, bucket="1d", now=NOW + 600)
         assert third.new_records == 0 and third.endpoints[0].replaced >= 1
         n, inp, _, out, _ = _db_totals(store)
         assert n == before[0]
@@ -178,16 +151,7 @@ def test_429_with_retry_after_is_honoured(db_url: str) -> None:
     with FakeProviderAPI(now=NOW) as api:
         events = _completions(api)
         api.fail_next.append((429, {"retry-after": "1"}))
-        res = sync_openai(
-            store,
-            OPENAI_KEY,
-            base_url=api.url,
-            since=DAY0,
-            now=NOW,
-            endpoints=["completions"],
-            costs=False,
-            retry=RetryPolicy(base_delay_s=0.01),
-        )
+        res = _sync_completions(store, api, since=DAY0, retry=RetryPolicy(base_delay_s=0.01))
         first, second = api.log[0], api.log[1]
     assert first["status"] == 429 and second["status"] == 200
     assert second["t"] - first["t"] >= 0.95  # the server's 1 s, not the 0.01 s backoff
@@ -200,16 +164,7 @@ def test_500_then_success(db_url: str) -> None:
     with FakeProviderAPI(now=NOW) as api:
         _completions(api)
         api.fail_next.extend([(500, {}), (503, {})])
-        res = sync_openai(
-            store,
-            OPENAI_KEY,
-            base_url=api.url,
-            since=DAY0,
-            now=NOW,
-            endpoints=["completions"],
-            costs=False,
-            retry=FAST,
-        )
+        res = _sync_completions(store, api, since=DAY0, retry=FAST)
     assert res.retries == 2 and [e["status"] for e in api.log[:3]] == [500, 503, 200]
     assert res.endpoints[0].records > 0
 
@@ -219,16 +174,7 @@ def test_persistent_5xx_gives_up_with_a_clear_error(db_url: str) -> None:
     with FakeProviderAPI(now=NOW) as api:
         api.fail_next.extend([(502, {})] * 10)
         with pytest.raises(CollectorError, match="kept failing.*again later"):
-            sync_openai(
-                store,
-                OPENAI_KEY,
-                base_url=api.url,
-                since=DAY0,
-                now=NOW,
-                endpoints=["completions"],
-                costs=False,
-                retry=RetryPolicy(attempts=3, base_delay_s=0.01),
-            )
+            _sync_completions(store, api, since=DAY0, retry=RetryPolicy(attempts=3, base_delay_s=0.01))
         assert len(api.log) == 3
 
 
@@ -337,19 +283,9 @@ def test_changing_bucket_width_is_refused(db_url: str) -> None:
     store = Store(db_url)
     with FakeProviderAPI(now=NOW) as api:
         _completions(api)
-        sync_openai(
-            store, OPENAI_KEY, base_url=api.url, since=DAY0, now=NOW, endpoints=["completions"], costs=False
-        )
+        _sync_completions(store, api, since=DAY0)
         with pytest.raises(CollectorError, match="--bucket 1d"):
-            sync_openai(
-                store,
-                OPENAI_KEY,
-                base_url=api.url,
-                bucket="1h",
-                now=NOW,
-                endpoints=["completions"],
-                costs=False,
-            )
+            _sync_completions(store, api, bucket="1h")
 
 
 # -- CLI -------------------------------------------------------------------------------------------------

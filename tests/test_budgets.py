@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +21,7 @@ from openai_monitor.service.budgets import (
     remove_budget,
 )
 from openai_monitor.service.spend import Db, period_bounds, spend_between
+from tests.helpers_common import cost_record
 
 UTC = timezone.utc
 
@@ -106,20 +108,8 @@ def test_bad_period_and_week_start():
         period_bounds("weekly", _utc(2026, 1, 1), "UTC", "funday")
 
 
-def _rec(
-    ts: datetime, cost: float, key: str, user: str = "ann", reported: bool = False, model: str = "gpt-4o"
-):
-    return UsageRecord(
-        ts=int(ts.timestamp()),
-        provider="openai",
-        model=model,
-        dedup_key=key,
-        user=user,
-        input_tokens=1000,
-        output_tokens=100,
-        cost_usd=cost,
-        cost_reported=reported,
-    )
+def _rec(ts: datetime, cost: float, key: str, **kw: Any) -> UsageRecord:
+    return cost_record(int(ts.timestamp()), cost, key, **kw)
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ read path (no SQLAlchemy / pandas / Prophet / scikit-learn import)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -15,7 +16,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from openai_monitor.domain import UsageRecord
 from openai_monitor.service.monitor import (
     EXIT_ANOMALY_OPEN,
     EXIT_OK,
@@ -25,6 +25,7 @@ from openai_monitor.service.monitor import (
     gather,
 )
 from openai_monitor.service.spend import Db
+from tests.helpers_common import cost_record
 
 UTC = timezone.utc
 NOW = datetime(2026, 6, 11, 0, 0, tzinfo=UTC)
@@ -45,19 +46,7 @@ def _settings(**kw):
     return SimpleNamespace(**base)
 
 
-def _rec(ts: int, cost: float, key: str, model="gpt-4o", user="ann", project="web", reported=False):
-    return UsageRecord(
-        ts=ts,
-        provider="openai",
-        model=model,
-        dedup_key=key,
-        user=user,
-        project=project,
-        input_tokens=1000,
-        output_tokens=100,
-        cost_usd=cost,
-        cost_reported=reported,
-    )
+_rec = functools.partial(cost_record, project="web")
 
 
 @pytest.fixture

@@ -699,6 +699,7 @@ def fit_detectors(
                         "threshold": det.threshold_,
                         "data_hash": data_hash,
                     },
+                    detector=det,
                 )
                 fitted += 1
         except Exception as exc:  # noqa: BLE001 - recorded with its reason in the training run

@@ -1,11 +1,12 @@
 """Run a source adapter into the store: per-file incremental progress, pricing, transactional batches.
 
-Each batch (a file, or 100k records of a big file) is one transaction together with its file progress,
+Each batch (up to 500 small files, or 100k records) is one transaction together with its files' progress,
 so a crash leaves the database as it was before that batch, and re-running adds nothing twice (records
 carry stable de-duplication keys)."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -18,6 +19,8 @@ from ..domain import FileProgress, ParseReport, UsageRecord
 from ..errors import InputError
 
 BATCH_RECORDS = 100_000
+# Files whose progress may share one transaction (with at most BATCH_RECORDS records in all).
+BATCH_FILES = 500
 
 
 @dataclass
@@ -102,45 +105,78 @@ def run_import(
     replace = bool(getattr(adapter, "replace", False))
     run_id = store.start_run(adapter.name, int(time.time()) if now is None else now)
     batch: list[UsageRecord] = []
+    flushing = False
 
     def flush(progress: list[FileProgress]) -> None:
-        nonlocal batch
+        nonlocal batch, flushing
+        flushing = True
         recs = list(pricer.apply(batch)) if pricer is not None else batch
         result.unpriced += sum(1 for r in recs if r.cost_usd is None)
         ins, dup = store.ingest(recs, progress=progress, replace=replace, now=now)
         result.inserted += ins
         result.duplicates += dup
         batch = []
+        flushing = False
 
+    # Small files (one Claude session each) are grouped: several files' records and progress go in one
+    # transaction, so a crash still leaves the database as it was before that batch. Adapters whose later
+    # copy of a key replaces the stored one keep one file per batch: across files the last copy must win.
+    group = not replace
+    # A batch holds 100k records: each of CPython's full collections would walk all of them, and they
+    # hold no reference cycles (measured: 1M CSV rows 23.0 s -> 20.5 s without collections).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    pending: list[FileProgress] = []
+    file_start = 0  # where the current file's records begin in ``batch``
     try:
         for p, offset, state in todo:
             st = stats[p]
             report = ParseReport()
+            file_start = len(batch)
             for rec in adapter.read(p, offset=offset, state=state, run=run, report=report, options=options):
                 batch.append(rec)
                 if len(batch) >= BATCH_RECORDS:
-                    flush([])
+                    flush(pending)
+                    pending = []
+                    file_start = 0
             result.report.merge(report)
             result.records += report.records
             result.files_read += 1
             new_offset = int(state.get("offset", st.st_size))
             result.bytes_read += max(new_offset - offset, 0)
-            fp = FileProgress(
-                source=adapter.name,
-                path=str(p),
-                size=st.st_size,
-                mtime_ns=st.st_mtime_ns,
-                offset=new_offset,
-                inode=st.st_ino,
-                state=json.dumps(state),
+            pending.append(
+                FileProgress(
+                    source=adapter.name,
+                    path=str(p),
+                    size=st.st_size,
+                    mtime_ns=st.st_mtime_ns,
+                    offset=new_offset,
+                    inode=st.st_ino,
+                    state=json.dumps(state),
+                )
             )
-            flush([fp])
+            if not group or len(pending) >= BATCH_FILES:
+                flush(pending)
+                pending = []
             done_bytes += max(st.st_size - offset, 0)
             if on_progress:
                 on_progress(done_bytes, total_bytes)
+        if pending or batch:
+            flush(pending)
     except BaseException as e:
+        if pending and not flushing and isinstance(e, Exception):
+            # Reading a file failed: the files read completely before it are kept, as with one batch
+            # per file (a failed store write keeps nothing of its batch, as it must).
+            del batch[file_start:]
+            try:
+                flush(pending)
+            except Exception:  # noqa: S110 - the original error is the one to report
+                pass
         store.finish_run(run_id, int(time.time()), status="failed", message=str(e)[:500], **_counts(result))
         raise
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     result.seconds = time.perf_counter() - started
     store.finish_run(run_id, int(time.time()), status="ok", **_counts(result))
     store.set_meta("last_collection_at", int(time.time()) if now is None else now)

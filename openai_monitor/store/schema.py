@@ -17,16 +17,11 @@ from sqlalchemy import (
     Text,
 )
 
+from ..domain import TOKEN_FIELDS
+
 metadata = MetaData()
 
-TOKEN_COLUMNS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-)
+TOKEN_COLUMNS = TOKEN_FIELDS  # column names equal the UsageRecord token fields
 
 usage_records = Table(
     "usage_records",

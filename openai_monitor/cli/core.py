@@ -363,12 +363,11 @@ def pricing_set(
     valid_from: str | None = typer.Option(None, "--valid-from", help="YYYY-MM-DD the price starts applying."),
 ) -> None:
     """Add or replace a price override, then price stored records of that model retroactively."""
-    from ..config import set_value
     from ..service.pricing import make_pricer
 
     if min(input_price, output_price) < 0:
         raise InputError("prices must be >= 0 USD per 1M tokens")
-    spec = {"input": input_price, "output": output_price}
+    spec: dict[str, Any] = {"input": input_price, "output": output_price}
     for k, v in (("cached_input", cached), ("cache_write", cache_write), ("cache_write_1h", cache_write_1h)):
         if v is not None:
             spec[k] = v
@@ -376,27 +375,25 @@ def pricing_set(
         spec["provider"] = provider
     if valid_from:
         spec["valid_from"] = valid_from
-    import tomli_w
-
-    inline = tomli_w.dumps({"v": spec}).split("\n", 1)
-    # Write as an inline table under prices."MODEL" so dotted model names are kept whole.
     st = state(ctx)
     prices = dict(st.settings.prices)
     prices[model] = spec
     _write_prices(prices)
-    del inline
     st._settings = None
     n = st.store.reprice(make_pricer(st.settings))
     typer.echo(f"price for {model} saved; {n} stored record(s) priced retroactively")
-    _ = set_value
+    typer.echo("records already priced keep their cost; recompute them with `oaim pricing reprice --all`")
 
 
 def _write_prices(prices: dict[str, dict[str, Any]]) -> None:
+    """Replace the [prices] table of the config file, validating settings and prices before writing."""
     import sys
 
     import tomli_w
 
-    from ..config import atomic_write_text, config_path, load_settings
+    from ..config import Settings, atomic_write_text, config_path
+    from ..errors import ConfigError
+    from ..pricing.engine import Pricer
 
     if sys.version_info >= (3, 11):
         import tomllib
@@ -405,9 +402,12 @@ def _write_prices(prices: dict[str, dict[str, Any]]) -> None:
     path = config_path()
     data = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     data["prices"] = prices
-    text = tomli_w.dumps(data)
-    atomic_write_text(path, text)
-    load_settings(path)  # validates what was written
+    try:
+        Settings.model_validate(data)
+    except ValueError as e:
+        raise ConfigError(f"the new price makes the config invalid: {e}") from e
+    Pricer(overrides=prices)  # raises PricingError naming the fix for a bad override
+    atomic_write_text(path, tomli_w.dumps(data))
 
 
 @pricing_app.command("update")

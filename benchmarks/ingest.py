@@ -1,7 +1,8 @@
 """Ingestion speed, each figure beside a baseline measured in the same run.
 
 (a) 1,000,000 generated usage rows in the generic CSV format imported through the project's own path
-    (``run_import`` with the csv adapter and the configured Pricer: what ``oaim import csv`` does), beside
+    (``run_import`` with the csv adapter and the configured Pricer: what ``oaim import csv`` does; with
+    a ``pricer_factory`` it parses and prices in a second process, also timed without), beside
     a raw ``sqlite3.executemany`` of the same rows into a table with the same columns and a UNIQUE
     de-duplication key (the physical line). Also ``Store.ingest`` alone on records already in memory.
 (b) MB/s importing Claude Code logs from ``../shared/tools/gen_claude_logs.py`` through
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,17 +155,26 @@ def bench_rows(work: Path, n_rows: int) -> dict:
     adapter = get_adapter("csv")
     pricer = make_pricer(load_settings())
 
-    # The project's path, end to end: read + parse + de-duplication keys + pricing + ingest + rollups.
-    store = fresh_store(work / "a_import.db")
-    t = time.perf_counter()
-    result = run_import(store, adapter, path=csv_path, options=options, pricer=pricer)
-    t_import = time.perf_counter() - t
-    store.dispose()
-    if result.inserted != n_rows:
-        raise SystemExit(
-            f"import stored {result.inserted} of {n_rows} rows ({result.report.skipped} skipped)"
-        )
-    import_ok = rollups_match_raw(work / "a_import.db")
+    # The project's path, end to end: read + parse + de-duplication keys + pricing + ingest + rollups,
+    # parsed and priced in a second process (pricer_factory) and, for comparison, all in this one.
+    factory = partial(make_pricer, load_settings())
+    timings = {}
+    import_ok = True
+    for label, kwargs in (
+        ("parallel", {"pricer_factory": factory}),
+        ("in_process", {"parallel": False}),
+    ):
+        store = fresh_store(work / f"a_import_{label}.db")
+        t = time.perf_counter()
+        result = run_import(store, adapter, path=csv_path, options=options, pricer=pricer, **kwargs)
+        timings[label] = time.perf_counter() - t
+        store.dispose()
+        if result.inserted != n_rows:
+            raise SystemExit(
+                f"import stored {result.inserted} of {n_rows} rows ({result.report.skipped} skipped)"
+            )
+        import_ok &= rollups_match_raw(work / f"a_import_{label}.db")
+    t_import, t_serial = timings["parallel"], timings["in_process"]
 
     # Parsing and pricing alone: the share of the import spent before the store sees a record.
     t = time.perf_counter()
@@ -192,10 +203,12 @@ def bench_rows(work: Path, n_rows: int) -> dict:
         "rows": n_rows,
         "raw_executemany_rows_s": round(n_rows / t_raw),
         "import_csv_rows_s": round(n_rows / t_import),
+        "import_csv_in_process_rows_s": round(n_rows / t_serial),
         "store_ingest_rows_s": round(n_rows / t_ingest),
         "csv_parse_rows_s": round(n_rows / t_parse),
         "pricing_rows_s": round(n_rows / t_price),
         "import_vs_raw": round(t_raw / t_import, 3),
+        "import_in_process_vs_raw": round(t_raw / t_serial, 3),
         "ingest_vs_raw": round(t_raw / t_ingest, 3),
         "rollups_consistent": import_ok and ingest_ok,
     }
@@ -203,7 +216,8 @@ def bench_rows(work: Path, n_rows: int) -> dict:
     print(f"{'':44}{'seconds':>9}{'rows/s':>11}{'vs raw':>8}")
     for label, secs in (
         ("raw sqlite3.executemany (baseline)", t_raw),
-        ("oaim import csv (run_import + Pricer)", t_import),
+        ("oaim import csv (parsing process)", t_import),
+        ("  same, all in one process", t_serial),
         ("Store.ingest alone (records in memory)", t_ingest),
         ("  of which not in the store: CSV parse", t_parse),
         ("  of which not in the store: pricing", t_price),

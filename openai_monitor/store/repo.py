@@ -200,6 +200,16 @@ def _rollup_deltas(rows: Sequence[tuple]) -> list[tuple]:
     return _rollup_deltas_np(rows) if len(rows) >= _NUMPY_MIN_ROWS else _rollup_deltas_py(rows)
 
 
+def record_rows(records: Iterable[UsageRecord]) -> list[tuple]:
+    """Row tuples of records, in the column order ``Store.ingest_rows`` takes."""
+    return list(map(_ROW_OF, records))
+
+
+def rollup_deltas(rows: Sequence[tuple]) -> list[tuple]:
+    """Rollup upsert rows (grain, dim, bucket, provider, key, sums...) of ROWS, all assumed new."""
+    return _rollup_deltas(rows)
+
+
 def rebuild_rollups_sql(conn: Connection) -> None:
     conn.execute(text("DELETE FROM rollup"))
     update_rollups_sql(conn, "1 = 1", {})
@@ -271,8 +281,21 @@ class Store:
         ``replace`` is true (sources whose later copy of a record is authoritative: Gemini JSONL, the
         current partial bucket of a usage API). Rollups are updated in the same transaction.
         """
+        return self.ingest_rows(list(map(_ROW_OF, records)), progress=progress, replace=replace, now=now)
+
+    def ingest_rows(
+        self,
+        rows: list[tuple],
+        *,
+        progress: Sequence[FileProgress] = (),
+        replace: bool = False,
+        now: int | None = None,
+        deltas: list[tuple] | None = None,
+    ) -> tuple[int, int]:
+        """``ingest`` of records already turned into row tuples (``record_rows``), e.g. by a parsing
+        process. ``deltas`` are ``rollup_deltas(rows)`` computed there too: used when every row is new
+        (with duplicates the rollups are summed from the rows actually stored, as ``ingest`` does)."""
         now = int(time.time()) if now is None else now
-        rows = list(map(_ROW_OF, records))
         if not db.is_sqlite(self.url):  # sqlite3 stores bools as 0/1 itself; other drivers need ints
             rows = [tuple(int(v) if i in _BOOL_IDX else v for i, v in enumerate(r)) for r in rows]
         seen = len(rows)
@@ -293,8 +316,11 @@ class Store:
                         cur.execute(sql["count_new"], (start_id,))
                         inserted = cur.fetchone()[0]
                     if inserted:
-                        new = rows if inserted == seen else self._inserted_rows(cur, sql, rows, start_id)
-                        cur.executemany(sql["rollup"], _rollup_deltas(new))
+                        if inserted == seen and deltas is not None:
+                            cur.executemany(sql["rollup"], deltas)
+                        else:
+                            new = rows if inserted == seen else self._inserted_rows(cur, sql, rows, start_id)
+                            cur.executemany(sql["rollup"], _rollup_deltas(new))
                     for p in progress:
                         cur.execute(
                             sql["progress"],

@@ -18,6 +18,7 @@ from openai_monitor.ml.forecast import (
     NotFittedError,
     ProphetForecaster,
     SeasonalNaiveForecaster,
+    calibrate_interval_scale,
     contributions,
     fit_forecaster,
     limit_hit_date,
@@ -226,3 +227,73 @@ def test_backtest_metrics_by_hand() -> None:
     r2 = backtest(y2, lambda: SeasonalNaiveForecaster(season=2), horizon=2, n_origins=1, season=2)
     # Train [1,2,2,2]: |2-1| + |2-2| -> scale 0.5. Forecast [2, 2] vs [1, 4]: MAE 1.5 -> MASE 3.
     assert r2.mase == pytest.approx(3.0)
+
+
+def test_calibrate_interval_scale_by_hand() -> None:
+    ratios = {80: np.arange(1, 11) / 10.0, 95: np.arange(1, 11) / 10.0}
+    # ceil(0.8 * 10) = 8th smallest needed ratio, 0.8, times the scale the ratios were measured at.
+    got = calibrate_interval_scale(ratios, 2.0, prior_points=0.0)
+    assert got["scale"] == pytest.approx(1.6) and got["points"] == 10
+    assert got["calibration_coverage_80"] == pytest.approx(0.8)
+    # Bounded: needed scales far above 3 are clipped.
+    assert (
+        calibrate_interval_scale({80: ratios[80] * 10, 95: ratios[95]}, 1.0, prior_points=0)["scale"] == 3.0
+    )
+    # Few points are pulled toward the prior on the log scale: equal weights give the geometric mean.
+    seven = {80: np.full(7, 2.0), 95: np.full(7, 2.0)}
+    got = calibrate_interval_scale(seven, 1.0, prior_scale=1.0, prior_points=7.0)
+    assert got["scale"] == pytest.approx(2.0**0.5, rel=1e-3) and got["raw_scale"] == 2.0
+    assert calibrate_interval_scale({80: np.array([]), 95: np.array([])}, 1.0)["method"] == "default"
+
+
+def test_interval_ratios_measure_the_bands_predict_gives() -> None:
+    y = _burstgpt_daily()
+    model = ProphetForecaster(freq="D").fit(y.iloc[:-7])
+    out = model.predict(7)
+    ratios = model.interval_ratios(out["yhat_upper_80"].to_numpy())
+    assert ratios[80] == pytest.approx(np.ones(7), rel=1e-6)  # exactly on the 80% band
+    assert model.interval_ratios(out["yhat"].to_numpy())[80] == pytest.approx(np.zeros(7), abs=1e-9)
+    below = model.interval_ratios(out["yhat_lower_95"].to_numpy())
+    assert below[95] == pytest.approx(np.ones(7), rel=1e-6) and (below[80] > 1).all()
+    # A point needing ratio r is inside the band once the scale is at least r times the current one.
+    actual = y.to_numpy()[-7:]
+    r = model.interval_ratios(actual)[80]
+    # (1e-6 above: the point that sets r.max() lies exactly on the new band, up to rounding.)
+    needed = model.interval_scale * r.max() * (1 + 1e-6)
+    wider = ProphetForecaster(freq="D").fit(y.iloc[:-7]).with_interval_scale(needed)
+    band = wider.predict(7)
+    assert ((actual >= band["yhat_lower_80"] - 1e-9) & (actual <= band["yhat_upper_80"] + 1e-9)).all()
+
+
+def test_fit_forecaster_calibrates_prophet_intervals_on_held_out_days() -> None:
+    y = _burstgpt_daily()
+    now = datetime(2024, 2, 12, tzinfo=ZoneInfo(UTC))
+    fc = fit_forecaster(y, "D", now=now)
+    assert fc.kind == "prophet" and fc.calibration is not None
+    cal = fc.calibration
+    assert cal["method"] == "split_conformal" and cal["points"] == 7
+    assert 0.8 <= cal["scale"] <= 3.0 and fc.forecaster.interval_scale == cal["scale"]
+    # Honest: the calibration model never saw the held-out week, and its ratios give the recorded raw scale.
+    ho = fc.holdout["models"]["prophet"]
+    assert len(ho.history_) == len(y) - 7
+    expected = calibrate_interval_scale(ho.interval_ratios(y.to_numpy()[-7:]), ho.interval_scale)
+    assert expected == cal
+    # Calibration changes only the interval width, not the median.
+    plain = fit_forecaster(y, "D", now=now, calibration_days=0)
+    assert plain.calibration is None and plain.forecaster.interval_scale == 1.1
+    a, b = fc.predict(7), plain.predict(7)
+    assert a["yhat"].to_numpy() == pytest.approx(b["yhat"].to_numpy())
+    width = (a["yhat_upper_80"] - a["yhat_lower_80"]) / (b["yhat_upper_80"] - b["yhat_lower_80"])
+    assert (width > 1).all() if cal["scale"] > 1.1 else (width <= 1 + 1e-9).all()
+
+
+def test_hourly_series_calibrate_on_their_own_holdout() -> None:
+    frame = pd.read_csv(BURSTGPT)
+    y = pd.Series(
+        frame["conversation"].to_numpy(dtype="float64")[: 21 * 24],
+        index=pd.date_range("2024-01-01", periods=21 * 24, freq="h"),
+    )
+    fc = fit_forecaster(y, "h", now=datetime(2024, 1, 22, tzinfo=ZoneInfo(UTC)))
+    assert fc.kind == "prophet" and fc.calibration is not None and fc.calibration["points"] == 72
+    assert fc.forecaster.interval_scale == fc.calibration["scale"]
+    assert len(fc.holdout["models"]["prophet"].history_) == len(y) - 72

@@ -106,6 +106,25 @@ def test_round_trip(days: int) -> None:
     for column in COLUMNS:
         assert after[column].to_numpy() == pytest.approx(before[column].to_numpy(), rel=1e-9)
     assert back.history.equals(fc.history)
+    # The per-series interval calibration is recorded, and its scale is the one predictions use.
+    assert back.calibration == fc.calibration == doc["metadata"]["interval_calibration"]
+    if fc.kind == "prophet":
+        assert fc.calibration is not None and fc.calibration["points"] == 7
+        assert doc["params"]["interval_scale"] == fc.calibration["scale"]
+    else:
+        assert fc.calibration is None
+
+
+def test_v2_artefact_written_before_calibration_loads_the_same() -> None:
+    """Artefacts from before per-series calibration have no ``interval_calibration`` key."""
+    fc = fit_forecaster(_daily(), "D", now=NOW)
+    doc = json.loads(dump_forecaster(fc))
+    del doc["metadata"]["interval_calibration"]
+    back = load_forecaster(json.dumps(doc))
+    assert back.calibration is None
+    before, after = fc.predict(7), back.predict(7)
+    for column in COLUMNS:
+        assert after[column].to_numpy() == pytest.approx(before[column].to_numpy(), rel=1e-9)
 
 
 def test_bad_artefacts_name_the_fix() -> None:

@@ -44,6 +44,10 @@ OUTPUT_COLUMNS = (
 DEFAULT_TRANSFORM = "log"
 DEFAULT_CHANGEPOINT_PRIOR = 0.01
 DEFAULT_INTERVAL_SCALE = 1.1
+# Per-series interval calibration (see calibrate_interval_scale): bounds on the chosen scale, and the
+# prior weight, in held-out points, given to DEFAULT_INTERVAL_SCALE when few points are held out.
+CALIBRATION_BOUNDS = (0.8, 3.0)
+CALIBRATION_PRIOR_POINTS = 7.0
 
 
 class NotFittedError(ModelError):
@@ -286,13 +290,42 @@ class ProphetForecaster:
             return cached[2]
         future = self._future(h)
         median_z = self._median_z(future)
-        out = (
-            pd.DatetimeIndex(future["ds"]),
-            self._inverse(median_z),
-            self._inverse(self._paths_z(future, n, seed, median_z)),
-        )
-        self._draw_cache = (key, self.model_, out)
+        paths_z = self._paths_z(future, n, seed, median_z)
+        out = (pd.DatetimeIndex(future["ds"]), self._inverse(median_z), self._inverse(paths_z))
+        self._draw_cache = (key, self.model_, out, (median_z, paths_z))
         return out
+
+    def interval_ratios(self, actual: np.ndarray) -> dict[int, np.ndarray]:
+        """For points that followed the fitted history: the interval scale each one needed to be covered.
+
+        Per level, ``r = (z - median) / (upper - median)`` above the median and ``(median - z) /
+        (median - lower)`` below it, on the fitted scale, where the band is the one this model's current
+        ``interval_scale`` gives; ``r * interval_scale`` is the smallest scale whose band holds the point.
+        Uses the same seeded draws as ``predict(len(actual))``.
+        """
+        import numpy as np
+
+        self._check_fitted()
+        actual = np.asarray(actual, dtype="float64")
+        self._draws(_check_h(len(actual)), self.uncertainty_samples, self.seed)
+        median_z, paths_z = self._draw_cache[3]
+        z = self._forward(actual)
+        out = {}
+        for level in LEVELS:
+            tail = (100 - level) / 200
+            lo, hi = np.quantile(paths_z, [tail, 1 - tail], axis=0)
+            up, down = np.maximum(hi - median_z, 1e-12), np.maximum(median_z - lo, 1e-12)
+            dev = z - median_z
+            out[level] = np.where(dev >= 0, dev / up, -dev / down)
+        return out
+
+    def with_interval_scale(self, scale: float) -> ProphetForecaster:
+        """Set a calibrated ``interval_scale`` on a fitted model (drops cached draws); returns self."""
+        if not (isinstance(scale, (int, float)) and scale > 0 and math.isfinite(scale)):
+            raise ConfigError(f"interval_scale must be a positive number, got {scale!r}")
+        self.interval_scale = float(scale)
+        self._draw_cache = None
+        return self
 
     def point(self, h: int) -> np.ndarray:
         """The predictive median only (no sampling): what model selection on a holdout compares."""
@@ -411,6 +444,8 @@ class FittedForecast:
     # "horizon": periods held out, "models": {kind: model fitted on y[:origin]}}. A backtest whose origin
     # is the same reuses them instead of fitting again.
     holdout: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # Per-series interval calibration ({"scale", "method", "points", ...}); None when not calibrated.
+    calibration: dict[str, Any] | None = None
 
     def predict(self, h: int) -> pd.DataFrame:
         out = self.forecaster.predict(h)
@@ -434,6 +469,45 @@ class FittedForecast:
         return self.forecaster.history_
 
 
+def calibrate_interval_scale(
+    ratios: Mapping[int, np.ndarray],
+    current_scale: float,
+    *,
+    prior_scale: float = DEFAULT_INTERVAL_SCALE,
+    prior_points: float = CALIBRATION_PRIOR_POINTS,
+    bounds: tuple[float, float] = CALIBRATION_BOUNDS,
+) -> dict[str, Any]:
+    """Split-conformal interval scale from held-out points (``interval_ratios`` of a model fitted before them).
+
+    The raw 80% scale is the ``ceil(0.8 n)``-th smallest needed scale: the smallest scale that covers
+    at least 80% of the calibration points. A week of daily points gives only 7 ratios, so on the log
+    scale the estimate is pulled toward ``prior_scale`` with weight ``prior_points / (n + prior_points)``
+    (the conformal ``ceil((n + 1) 0.8)`` correction would take the maximum of 7 points; backtests found
+    it too wide on BurstGPT, 80% coverage 0.863 vs 0.840); the result is clipped to ``bounds``. Returns
+    the scale with what it came from (stored in the artefact's metadata).
+    """
+    import numpy as np
+
+    r80 = np.sort(np.asarray(ratios[80], dtype="float64"))
+    n = len(r80)
+    if n == 0:
+        return {"scale": float(prior_scale), "method": "default", "points": 0}
+    k = max(int(math.ceil(n * 0.8)), 1)
+    raw = max(float(r80[k - 1]) * current_scale, 1e-6)
+    weight = n / (n + prior_points)
+    blended = math.exp(weight * math.log(raw) + (1 - weight) * math.log(prior_scale))
+    scale = min(max(blended, bounds[0]), bounds[1])
+    r95 = np.asarray(ratios[95], dtype="float64") * current_scale / scale
+    return {
+        "scale": round(scale, 4),
+        "method": "split_conformal",
+        "points": n,
+        "raw_scale": round(raw, 4),
+        "calibration_coverage_80": float(np.mean(r80 * current_scale <= scale)),
+        "calibration_coverage_95": float(np.mean(r95 <= 1.0)),
+    }
+
+
 def default_season(freq: str) -> int:
     return 7 if check_freq(freq) == "D" else 24
 
@@ -448,6 +522,7 @@ def fit_forecaster(
     prophet_params: Mapping[str, Any] | None = None,
     season: int | None = None,
     holdout_days: float | None = None,
+    calibration_days: float | None = None,
     tz: str | None = None,
     metric: str | None = None,
 ) -> FittedForecast:
@@ -460,6 +535,13 @@ def fit_forecaster(
     that, and backtests show it lowers MASE on BurstGPT without hurting longer, regular series. On
     hourly series the same check (one week held out) picked the naive rule where Prophet then did better,
     so it is off there by default.
+
+    With ``calibration_days`` (default 7 for daily series, 3 for hourly ones; 0 turns it off) a chosen Prophet model's ``interval_scale``
+    is calibrated on the series' own past errors: a Prophet fitted without the last ``calibration_days``
+    forecasts them, and the scale that gives 80% coverage there (``calibrate_interval_scale``) is set
+    on the final model. Daily series reuse the model-selection holdout fit; hourly ones fit it only for
+    this. The outcome is in ``FittedForecast.calibration``. Unless ``prophet_params`` sets
+    ``interval_scale`` itself, which turns calibration off.
     """
     import numpy as np
 
@@ -470,11 +552,15 @@ def fit_forecaster(
     season = season or default_season(freq)
     if holdout_days is None:
         holdout_days = 7 if freq == "D" else 0
+    if calibration_days is None:
+        calibration_days = 7 if freq == "D" else 3
     params = dict(prophet_params or {})
     params.setdefault("holidays_country", holidays_country)
     reason: str | None = None
     fitted: Any = None
     holdout_info: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    calibrate = calibration_days > 0 and "interval_scale" not in params
     if len(y) < min_periods:
         reason = (
             f"history too short: {len(y)} periods, Prophet needs {min_periods} ({min_history_days:g} days)"
@@ -503,6 +589,20 @@ def fit_forecaster(
                     )
             if reason is None:
                 fitted = ProphetForecaster(freq=freq, **params).fit(y)
+                calib = int(round(calibration_days * periods_per_day)) if calibrate else 0
+                if calib and len(y) - calib >= min_periods:
+                    if holdout_info is not None and holdout_info["horizon"] == calib:
+                        calib_model = holdout_info["models"][fitted.kind]
+                    else:
+                        calib_model = ProphetForecaster(freq=freq, **params).fit(y.iloc[:-calib])
+                        holdout_info = {
+                            "origin": len(y) - calib,
+                            "horizon": calib,
+                            "models": {calib_model.kind: calib_model},
+                        }
+                    ratios = calib_model.interval_ratios(y.to_numpy()[-calib:])
+                    calibration = calibrate_interval_scale(ratios, calib_model.interval_scale)
+                    fitted.with_interval_scale(calibration["scale"])
         except Exception as exc:  # noqa: BLE001 - any Stan/optimizer failure must fall back, with the reason
             reason = f"prophet failed to fit: {type(exc).__name__}: {str(exc)[:200]}"
     if fitted is None:
@@ -519,6 +619,7 @@ def fit_forecaster(
         tz=tz,
         metric=metric,
         holdout=holdout_info,
+        calibration=calibration,
     )
 
 

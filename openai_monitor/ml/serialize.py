@@ -83,6 +83,7 @@ def dump_forecaster(fc: FittedForecast) -> str:
             "freq": fc.freq,
             "tz": fc.tz,
             "metric": fc.metric,
+            "interval_calibration": fc.calibration,
         },
         "params": model.get_params(),
         "state": state,
@@ -179,6 +180,7 @@ def load_forecaster(text: str) -> FittedForecast:
         metrics=dict(meta.get("metrics") or {}),
         tz=meta.get("tz"),
         metric=meta.get("metric"),
+        calibration=meta.get("interval_calibration"),
     )
 
 

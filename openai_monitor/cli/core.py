@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ def _run_import(
     files = adapter.discover(path)
     store = st.store
     pricer = make_pricer(st.settings)
+    # Picklable: lets a large import parse and price in a second process while this one writes.
+    factory = functools.partial(make_pricer, st.settings)
     total = sum(_stat(f).st_size for f in files)
     show_bar = not json_out and total > 8 * 1024 * 1024
     if show_bar:
@@ -73,11 +76,14 @@ def _run_import(
                 files=files,
                 options=options,
                 pricer=pricer,
+                pricer_factory=factory,
                 full=full,
                 on_progress=lambda done, _t: bar.update(task, completed=done),
             )
     else:
-        result = run_import(store, adapter, files=files, options=options, pricer=pricer, full=full)
+        result = run_import(
+            store, adapter, files=files, options=options, pricer=pricer, pricer_factory=factory, full=full
+        )
     unpriced = store.unpriced_models()
     if json_out:
         out = result.as_dict()

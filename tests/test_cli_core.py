@@ -112,3 +112,19 @@ def test_demo_without_training_imports_real_arrivals_ending_yesterday(run_cli, o
     import time
 
     assert 0 < time.time() - last < 2 * 86400 + 3600  # shifted to end yesterday
+
+
+def test_reset_also_removes_derived_findings_but_keeps_budgets(run_cli, db_url: str) -> None:
+    run_cli("log", "--model", "gpt-4o", "--input", "10", "--output", "5")
+    assert run_cli("budget", "set", "50", "--period", "monthly").exit_code == 0
+    db = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+    db.execute(
+        "INSERT INTO anomalies (dedup_key, scope_dim, scope_key, start_ts, end_ts, severity, score, impact_usd, "
+        "explanation, evidence_json, attribution_json, detected_at, status, kind) "
+        "VALUES ('all::1', 'all', '', 1, 3601, 'high', 0.9, 5.0, 'x', '{}', '[]', 1, 'open', 'loop')"
+    )
+    db.commit()
+    r = run_cli("reset", "--yes")
+    assert r.exit_code == 0 and "1 anomalies" in r.stdout
+    assert db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] == 0
+    assert db.execute("SELECT COUNT(*) FROM budgets").fetchone()[0] == 1

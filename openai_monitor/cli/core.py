@@ -468,6 +468,13 @@ def reset_cmd(
         f"removed {removed['usage_records']} usage record(s), {removed['rollup']} rollup row(s), "
         f"{removed['import_progress']} file progress entr(y/ies), {removed['import_runs']} import run(s)"
     )
+    derived = {
+        k: v
+        for k, v in removed.items()
+        if k not in ("usage_records", "rollup", "import_progress", "import_runs") and v
+    }
+    if derived:
+        typer.echo("also removed: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in derived.items()))
 
 
 def doctor_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:

@@ -247,6 +247,22 @@ def _driver_errors(engine: Engine) -> tuple[type[BaseException], ...]:
     return (err,) if isinstance(err, type) else ()
 
 
+# Order matters where tables reference each other (points before their forecast).
+RESET_TABLES = (
+    "usage_records",
+    "rollup",
+    "import_progress",
+    "import_runs",
+    "billed_costs",
+    "sync_state",
+    "ratelimit_snapshots",
+    "forecast_points",
+    "forecasts",
+    "anomalies",
+    "training_runs",
+)
+
+
 class Store:
     """Usage store on any SQLAlchemy URL (SQLite file by default). Migrates itself when constructed."""
 
@@ -442,11 +458,20 @@ class Store:
             return conn.execute(text("SELECT COUNT(*) FROM usage_records")).scalar_one()
 
     def reset(self) -> dict[str, int]:
-        """Delete all tracking data (records, rollups, import progress and runs). Returns counts removed."""
+        """Delete all tracking data: usage records, rollups, import progress and runs, and what was derived
+        from or synced with them (billed costs, sync state, rate-limit snapshots, stored forecasts,
+        anomaly findings, training runs). Budgets, alerts history and the config stay. Returns counts."""
+        from sqlalchemy import inspect
+
         removed = {}
         with self.engine.begin() as conn:
-            for t in ("usage_records", "rollup", "import_progress", "import_runs"):
-                removed[t] = conn.execute(text(f"DELETE FROM {t}")).rowcount
+            present = set(inspect(conn).get_table_names())
+            for t in RESET_TABLES:
+                if t in present:
+                    removed[t] = conn.execute(text(f"DELETE FROM {t}")).rowcount
+            conn.execute(
+                text("DELETE FROM meta_kv WHERE key IN ('last_collection_at', 'ml.last_detected_ts')")
+            )
         return removed
 
     def dispose(self) -> None:

@@ -128,3 +128,42 @@ def test_reset_also_removes_derived_findings_but_keeps_budgets(run_cli, db_url: 
     assert r.exit_code == 0 and "1 anomalies" in r.stdout
     assert db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] == 0
     assert db.execute("SELECT COUNT(*) FROM budgets").fetchone()[0] == 1
+
+
+def test_doctor_flags_org_api_and_per_call_records_counted_twice(run_cli, db_url: str) -> None:
+    from openai_monitor.domain import UsageRecord
+    from openai_monitor.store import Store
+
+    store = Store(db_url)
+    day = 1_750_000_000 - 1_750_000_000 % 86400
+    store.ingest(
+        [
+            UsageRecord(
+                ts=day,
+                provider="openai",
+                model="gpt-4o",
+                dedup_key="api:1",
+                source="openai-usage-api",
+                bucket_seconds=86400,
+                requests=2,
+                input_tokens=100,
+                output_tokens=10,
+                cost_usd=0.1,
+            ),
+            UsageRecord(
+                ts=day + 3600,
+                provider="openai",
+                model="gpt-4o",
+                dedup_key="proxy:1",
+                source="proxy",
+                input_tokens=50,
+                output_tokens=5,
+                cost_usd=0.05,
+            ),
+        ]
+    )
+    r = run_cli("doctor", "--json")
+    checks = {c["check"]: c for c in json.loads(r.stdout)}
+    assert r.exit_code == 1
+    assert checks["double counting (openai)"]["ok"] is False
+    assert "1 per-call record(s)" in checks["double counting (openai)"]["detail"]

@@ -409,3 +409,21 @@ def files_under(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
 
 def missing_path(path: Path, what: str, fix: str) -> InputError:
     return InputError(f"{path} does not exist: {what}; {fix}")
+
+
+def start_roots(
+    path: Path | None, defaults: list[Path], *, none_found: str, missing: tuple[str, str]
+) -> tuple[list[Path], Path | None]:
+    """Where an adapter's ``discover`` starts: ``(roots, None)``, or ``([], file)`` when ``path`` is a file.
+
+    With no path, the default roots that exist (InputError ``none_found`` when none do); with a path, the
+    expanded path itself (InputError naming ``missing`` = (what, fix) when it does not exist)."""
+    if path is None:
+        roots = [r for r in defaults if r.is_dir()]
+        if not roots:
+            raise InputError(none_found)
+        return roots, None
+    path = Path(os.path.expanduser(str(path)))
+    if not path.exists():
+        raise missing_path(path, *missing)
+    return ([], path) if path.is_file() else ([path], None)

@@ -29,7 +29,6 @@ from pathlib import Path
 import orjson
 
 from openai_monitor.domain import ParseReport, UsageRecord
-from openai_monitor.errors import InputError
 from openai_monitor.sources.base import (
     LONG_LINE,
     MINUTE_EPOCH,
@@ -40,10 +39,10 @@ from openai_monitor.sources.base import (
     files_under,
     finish_read,
     json_error_reason,
-    missing_path,
     open_binary,
     parse_iso_ts,
     path_basename,
+    start_roots,
 )
 
 # Split copies of one response are written within milliseconds of each other; 64 pending responses is
@@ -67,23 +66,17 @@ class ClaudeCodeAdapter:
         return [home / ".config" / "claude" / "projects", home / ".claude" / "projects"]
 
     def discover(self, path: Path | None) -> list[Path]:
-        if path is None:
-            roots = [r for r in self.default_roots() if r.is_dir()]
-            if not roots:
-                tried = ", ".join(str(r) for r in self.default_roots())
-                raise InputError(
-                    f"no Claude Code logs found (looked in {tried}); pass --path DIR or set CLAUDE_CONFIG_DIR"
-                )
-        else:
-            path = Path(os.path.expanduser(str(path)))
-            if not path.exists():
-                raise missing_path(
-                    path, "no Claude Code logs there", "pass --path DIR with the projects directory"
-                )
-            if path.is_file():
-                return [path]
-            roots = [path]
-            for sub in (path / ".claude" / "projects", path / ".config" / "claude" / "projects"):
+        tried = ", ".join(str(r) for r in self.default_roots())
+        roots, single = start_roots(
+            path,
+            self.default_roots(),
+            none_found=f"no Claude Code logs found (looked in {tried}); pass --path DIR or set CLAUDE_CONFIG_DIR",
+            missing=("no Claude Code logs there", "pass --path DIR with the projects directory"),
+        )
+        if single is not None:
+            return [single]
+        if path is not None:
+            for sub in (roots[0] / ".claude" / "projects", roots[0] / ".config" / "claude" / "projects"):
                 if sub.is_dir():
                     roots = [sub]
                     break

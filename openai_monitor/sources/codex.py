@@ -32,7 +32,6 @@ from pathlib import Path
 import orjson
 
 from openai_monitor.domain import PROVIDERS, ParseReport, UsageRecord
-from openai_monitor.errors import InputError
 from openai_monitor.sources.base import (
     LONG_LINE,
     LineReader,
@@ -41,10 +40,10 @@ from openai_monitor.sources.base import (
     files_under,
     finish_read,
     json_error_reason,
-    missing_path,
     open_binary,
     parse_iso_ts,
     path_basename,
+    start_roots,
 )
 
 UNKNOWN_MODEL = "codex-unknown"
@@ -86,22 +85,17 @@ class CodexAdapter:
         return [home / "sessions", home / "archived_sessions"]
 
     def discover(self, path: Path | None) -> list[Path]:
-        if path is None:
-            roots = [r for r in self.default_roots() if r.is_dir()]
-            if not roots:
-                raise InputError(
-                    f"no Codex sessions found in {self.default_roots()[0]}; pass --path DIR or set CODEX_HOME"
-                )
-        else:
-            path = Path(os.path.expanduser(str(path)))
-            if not path.exists():
-                raise missing_path(
-                    path, "no Codex sessions there", "pass --path DIR with the sessions directory"
-                )
-            if path.is_file():
-                return [path]
-            subs = [path / "sessions", path / "archived_sessions"]
-            roots = [s for s in subs if s.is_dir()] or [path]
+        roots, single = start_roots(
+            path,
+            self.default_roots(),
+            none_found=f"no Codex sessions found in {self.default_roots()[0]}; pass --path DIR or set CODEX_HOME",
+            missing=("no Codex sessions there", "pass --path DIR with the sessions directory"),
+        )
+        if single is not None:
+            return [single]
+        if path is not None:
+            subs = [roots[0] / "sessions", roots[0] / "archived_sessions"]
+            roots = [s for s in subs if s.is_dir()] or roots
         files: list[Path] = []
         for root in roots:
             # sessions/ first: when a rollout is also archived, the live copy is read first.

@@ -27,7 +27,6 @@ from pathlib import Path
 import orjson
 
 from openai_monitor.domain import ParseReport, UsageRecord
-from openai_monitor.errors import InputError
 from openai_monitor.sources.base import (
     LONG_LINE,
     LineReader,
@@ -37,10 +36,10 @@ from openai_monitor.sources.base import (
     files_under,
     finish_read,
     json_error_reason,
-    missing_path,
     open_binary,
     parse_iso_ts,
     path_basename,
+    start_roots,
 )
 
 # A legacy whole-file recording larger than this is not a chat log.
@@ -56,24 +55,18 @@ class GeminiAdapter:
         return expand_roots(os.environ.get("GEMINI_DATA_DIR")) or [Path.home() / ".gemini" / "tmp"]
 
     def discover(self, path: Path | None) -> list[Path]:
-        if path is None:
-            roots = [r for r in self.default_roots() if r.is_dir()]
-            if not roots:
-                tried = ", ".join(str(r) for r in self.default_roots())
-                raise InputError(
-                    f"no Gemini CLI data found in {tried}; pass --path DIR or set GEMINI_DATA_DIR"
-                )
-        else:
-            path = Path(os.path.expanduser(str(path)))
-            if not path.exists():
-                raise missing_path(
-                    path,
-                    "no Gemini CLI chats there",
-                    "pass --path DIR with ~/.gemini/tmp or a chats directory",
-                )
-            if path.is_file():
-                return [path]
-            roots = [path / "tmp"] if (path / "tmp").is_dir() and not (path / "chats").is_dir() else [path]
+        tried = ", ".join(str(r) for r in self.default_roots())
+        roots, single = start_roots(
+            path,
+            self.default_roots(),
+            none_found=f"no Gemini CLI data found in {tried}; pass --path DIR or set GEMINI_DATA_DIR",
+            missing=("no Gemini CLI chats there", "pass --path DIR with ~/.gemini/tmp or a chats directory"),
+        )
+        if single is not None:
+            return [single]
+        if path is not None:
+            root = roots[0]
+            roots = [root / "tmp"] if (root / "tmp").is_dir() and not (root / "chats").is_dir() else [root]
         files: list[Path] = []
         for root in roots:
             found = files_under(root, (".json", ".jsonl"))

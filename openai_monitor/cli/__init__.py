@@ -95,7 +95,7 @@ def _root(
         "json_out": json_out,
     }
     if ctx.invoked_subcommand is None:
-        default = st.extra.get("default_command") or _DEFAULT.get("fn")
+        default = _DEFAULT.get("fn")
         if default is None:
             typer.echo(ctx.get_help())
             raise typer.Exit()

@@ -5,3 +5,9 @@ I/O and never read the clock: ``now`` is always passed in. ``series`` turns stor
 series, ``forecast`` fits Prophet (or a labelled seasonal-naive fallback) and derives month-end answers,
 ``backtest`` measures accuracy by rolling origin, ``serialize`` writes versioned JSON artefacts.
 """
+
+import logging as _logging
+
+# Prophet prints "Importing plotly failed" on import unless this logger is off; every path into Prophet
+# goes through this package, so silence it here once, before any of them imports it.
+_logging.getLogger("prophet.plot").disabled = True

@@ -105,7 +105,7 @@ def test_reset_asks_and_reports(run_cli) -> None:
 
 def test_demo_without_training_imports_real_arrivals_ending_yesterday(run_cli, oaim_home: Path) -> None:
     r = run_cli("demo", "--no-train", "--json")
-    assert r.exit_code == 0, r.stderr
+    assert r.exit_code == 0, r.stderr  # the monitor's status codes (stale, anomaly open) are not the demo's
     db = sqlite3.connect(oaim_home / "demo" / "usage.db")
     n, requests, last = db.execute("SELECT COUNT(*), SUM(requests), MAX(ts) FROM usage_records").fetchone()
     assert n == 6534 and requests > 90_000
@@ -167,3 +167,16 @@ def test_doctor_flags_org_api_and_per_call_records_counted_twice(run_cli, db_url
     assert r.exit_code == 1
     assert checks["double counting (openai)"]["ok"] is False
     assert "1 per-call record(s)" in checks["double counting (openai)"]["detail"]
+
+
+def test_full_demo_trains_finds_anomalies_and_exits_zero(run_cli, oaim_home: Path) -> None:
+    """README command 1: the whole main job on the bundled demo data succeeds."""
+    r = run_cli("demo")
+    assert r.exit_code == 0, r.stderr
+    db = sqlite3.connect(oaim_home / "demo" / "usage.db")
+    assert (
+        db.execute("SELECT COUNT(*) FROM forecasts WHERE scope_dim = 'all' AND metric = 'cost'").fetchone()[0]
+        >= 1
+    )
+    assert db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] >= 1
+    assert "Month to date" in r.stdout

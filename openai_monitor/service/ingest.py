@@ -131,11 +131,15 @@ def run_import(
             if on_progress:
                 on_progress(done_bytes, total_bytes)
 
+    from .fork_ingest import batches_in_forks, worker_count
     from .parallel_ingest import batches_in_worker, use_worker
 
     largest = max((stats[p].st_size - off for p, off, _ in todo), default=0)
-    in_worker = use_worker(store, adapter, largest, pricer, pricer_factory, parallel)
-    if in_worker:
+    forks = worker_count(adapter, todo, stats, parallel) if hasattr(store, "ingest_rows") else 0
+    in_worker = forks > 0 or use_worker(store, adapter, largest, pricer, pricer_factory, parallel)
+    if forks:
+        source = batches_in_forks(adapter, todo, stats, options, pricer, forks)
+    elif in_worker:
         source = batches_in_worker(adapter, todo, stats, options, pricer_factory)
     else:
         source = produce_batches(adapter, todo, stats, options, pricer, per_file=on_progress)

@@ -87,6 +87,16 @@ class ClaudeCodeAdapter:
         files.sort(key=lambda p: ("subagents" in p.parts, str(p)))
         return files
 
+    def shard_key(self, path: Path) -> str:
+        """Files that may hold copies of each other's records (one project directory: its sessions,
+        resumed sessions and subagent transcripts) must be read by one process, in order."""
+        parts = path.parts
+        if "projects" in parts:
+            i = len(parts) - 1 - parts[::-1].index("projects")
+            if i + 2 < len(parts):
+                return parts[i + 1]
+        return str(path.parent)
+
     def read(
         self,
         path: Path,

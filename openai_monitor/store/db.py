@@ -42,6 +42,21 @@ def _sqlite_pragmas(conn: Any) -> None:
     cur.close()
 
 
+def connect_sqlite(url: str) -> sqlite3.Connection:
+    """A stdlib connection to an existing SQLite file with the store's pragmas; transactions are begun
+    and committed explicitly (``BEGIN`` ... ``COMMIT``), as the engine's connections do."""
+    path = sqlite_path(url)
+    try:
+        conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        _sqlite_pragmas(conn)
+    except sqlite3.Error as e:
+        raise StoreError(
+            f"cannot open the usage database {url}: {e}; check the path and permissions "
+            "or pass another --db / OAIM_DATABASE_URL"
+        ) from e
+    return conn
+
+
 def make_engine(url: str):
     """A SQLAlchemy engine for URL; SQLite files get their directory created and WAL pragmas."""
     from sqlalchemy import create_engine, event

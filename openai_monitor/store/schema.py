@@ -17,11 +17,9 @@ from sqlalchemy import (
     Text,
 )
 
-from ..domain import TOKEN_FIELDS
+from .columns import ROLLUP_DIMS, ROLLUP_SUMS, TOKEN_COLUMNS  # noqa: F401 - re-exported
 
 metadata = MetaData()
-
-TOKEN_COLUMNS = TOKEN_FIELDS  # column names equal the UsageRecord token fields
 
 usage_records = Table(
     "usage_records",
@@ -85,18 +83,7 @@ import_runs = Table(
     Column("message", Text, nullable=False, server_default=""),
 )
 
-# Narrow rollups: one row per (grain, dim, bucket, provider, key). grain 'h' = UTC hour, 'd' = UTC day.
-# dim is one of ROLLUP_DIMS; key is the model / user / project / api key id.
-ROLLUP_DIMS = {"model": "model", "user": "user_name", "project": "project", "api_key": "api_key_id"}
-ROLLUP_SUMS = (
-    "records",
-    "requests",
-    *TOKEN_COLUMNS,
-    "cost_usd",
-    "cost_reported_usd",
-    "unpriced_records",
-)
-
+# Narrow rollups (columns.py): one row per (grain, dim, bucket, provider, key).
 rollup = Table(
     "rollup",
     metadata,

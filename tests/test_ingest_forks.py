@@ -1,0 +1,190 @@
+"""Log directories read by forked parsing processes give exactly what the in-process import gives
+(records, rollups, file progress, counts, malformed-line reports), with cross-file duplicates of one
+project resolved as in-process; a failing file keeps what was read before it; threads disable forking."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from openai_monitor.config import load_settings
+from openai_monitor.service import fork_ingest
+from openai_monitor.service.ingest import _stat, run_import
+from openai_monitor.service.pricing import make_pricer
+from openai_monitor.sources import get_adapter
+from openai_monitor.sources.claude_code import ClaudeCodeAdapter
+from openai_monitor.store import Store
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 MB of generated Claude Code logs with many resumed sessions and subagents (cross-file copies),
+    plus malformed lines in two files."""
+    out = tmp_path_factory.mktemp("forklogs")
+    subprocess.run(
+        [
+            sys.executable,
+            str(SHARED / "tools" / "gen_claude_logs.py"),
+            "--out",
+            str(out),
+            "--size",
+            "4MB",
+            "--continue-p",
+            "0.6",
+            "--subagent-p",
+            "0.5",
+            "--projects",
+            "6",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    files = sorted((out / ".claude" / "projects").rglob("*.jsonl"))
+    with open(files[3], "ab") as fh:
+        fh.write(b'{"type":"assistant","message":{"usage":{"input_tokens": 5\n')
+    with open(files[-2], "ab") as fh:
+        fh.write(
+            b'{"type":"assistant","message":{"id":"m-neg","model":"claude-x","usage":{"input_tokens":-3,'
+            b'"output_tokens":1}},"timestamp":"2025-06-01T00:00:00Z"}\n'
+        )
+    return out
+
+
+@pytest.fixture
+def forked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # No size floor, small batches, and two workers even on a one-core machine (correctness only).
+    monkeypatch.setattr(fork_ingest, "MIN_BYTES", 0)
+    monkeypatch.setattr(fork_ingest, "BATCH_FILES", 7)
+    monkeypatch.setattr(fork_ingest, "_cpus", lambda: 2)
+
+
+def _dump(db: Path) -> dict:
+    conn = sqlite3.connect(db)
+    cols = [
+        r[1] for r in conn.execute("PRAGMA table_info(usage_records)") if r[1] not in ("id", "imported_at")
+    ]
+    out = {
+        "records": conn.execute(f"SELECT {', '.join(cols)} FROM usage_records ORDER BY dedup_key").fetchall(),
+        # Float sums added in another order differ in the last bits.
+        "rollup": [
+            tuple(round(v, 9) if isinstance(v, float) else v for v in r)
+            for r in conn.execute("SELECT * FROM rollup ORDER BY grain, dim, bucket_ts, provider, key")
+        ],
+        "progress": conn.execute(
+            'SELECT source, path, size, "offset", state FROM import_progress ORDER BY path'
+        ).fetchall(),
+    }
+    conn.close()
+    return out
+
+
+def _import(root: Path, db: Path, parallel: bool) -> dict:
+    store = Store(f"sqlite:///{db}")
+    try:
+        res = run_import(
+            store,
+            get_adapter("claude-code"),
+            path=root,
+            pricer=make_pricer(load_settings()),
+            parallel=parallel,
+            now=1_750_000_000,
+        )
+    finally:
+        store.dispose()
+    d = res.as_dict()
+    d.pop("seconds")
+    d["errors"] = sorted(d["errors"])  # the workers' reports arrive interleaved
+    return d
+
+
+def test_forked_import_equals_in_process(generated: Path, tmp_path: Path, forked: None) -> None:
+    adapter = ClaudeCodeAdapter()
+    files = adapter.discover(generated)
+    todo = [(p, 0, {}) for p in files]
+    stats = {p: _stat(p) for p in files}
+    assert fork_ingest.worker_count(adapter, todo, stats, True) == 2
+    parts = fork_ingest.shards(adapter, todo, stats, 2)
+    # Every project directory is read by exactly one worker, each in the import's file order.
+    keys = [{adapter.shard_key(p) for p, _, _ in part} for part in parts]
+    assert len(parts) == 2 and not keys[0] & keys[1]
+    assert all(
+        [p for p, _, _ in part] == [p for p in files if p in {q for q, _, _ in part}] for part in parts
+    )
+
+    serial = _import(generated, tmp_path / "serial.db", parallel=False)
+    fork = _import(generated, tmp_path / "fork.db", parallel=True)
+    assert fork == serial
+    assert _dump(tmp_path / "fork.db") == _dump(tmp_path / "serial.db")
+    # The input had the cases that matter: copies across files, malformed lines, several batches.
+    assert serial["skipped_lines"] == 2 and serial["inserted"] > 1000
+    assert serial["files_read"] > 3 * fork_ingest.BATCH_FILES
+    # Importing again through the workers adds nothing and reads nothing.
+    again = _import(generated, tmp_path / "fork.db", parallel=True)
+    assert again["inserted"] == 0 and again["files_read"] == 0
+
+
+def test_a_failing_file_keeps_what_its_worker_read_before(
+    generated: Path, tmp_path: Path, forked: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "home"
+    shutil.copytree(generated, root)
+    files = ClaudeCodeAdapter().discover(root)
+    bad = files[len(files) // 2]
+    real_read = ClaudeCodeAdapter.read
+
+    def read(self, path, **kw):  # noqa: ANN001, ANN202 - the adapter's signature
+        if path == bad:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_read(self, path, **kw)
+
+    monkeypatch.setattr(ClaudeCodeAdapter, "read", read)
+    db = tmp_path / "f.db"
+    with pytest.raises(PermissionError):
+        _import(root, db, parallel=True)
+    done = _dump(db)
+    stored = {p for _, p, *_ in done["progress"]}
+    assert str(bad) not in stored and stored  # some files were committed, not the failing one
+    # What is stored is consistent: rollups equal the raw rows, recomputed.
+    conn = sqlite3.connect(db)
+    raw = conn.execute("SELECT COUNT(*), SUM(input_tokens), SUM(output_tokens) FROM usage_records").fetchone()
+    for grain, dim, *sums in conn.execute(
+        "SELECT grain, dim, SUM(records), SUM(input_tokens), SUM(output_tokens) FROM rollup GROUP BY 1, 2"
+    ):
+        assert tuple(sums) == raw, (grain, dim)
+    conn.close()
+    # Without the failure the next import completes, equal to an in-process import.
+    monkeypatch.setattr(ClaudeCodeAdapter, "read", real_read)
+    _import(root, db, parallel=True)
+    _import(root, tmp_path / "s.db", parallel=False)
+    assert _dump(db)["records"] == _dump(tmp_path / "s.db")["records"]
+
+
+def test_no_fork_from_a_threaded_process_or_for_small_imports(generated: Path) -> None:
+    adapter = ClaudeCodeAdapter()
+    files = adapter.discover(generated)
+    todo = [(p, 0, {}) for p in files]
+    stats = {p: _stat(p) for p in files}
+    assert fork_ingest.worker_count(adapter, todo, stats, True) == 0  # 4 MB < MIN_BYTES
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait)
+    t.start()
+    try:
+        old = fork_ingest.MIN_BYTES
+        fork_ingest.MIN_BYTES = 0
+        try:
+            assert fork_ingest.worker_count(adapter, todo, stats, True) == 0
+        finally:
+            fork_ingest.MIN_BYTES = old
+    finally:
+        stop.set()
+        t.join()
+    # Adapters without a shard key (files that replace each other's records) never fork.
+    assert fork_ingest.worker_count(get_adapter("gemini"), todo, stats, True) == 0

@@ -64,6 +64,9 @@ def forked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fork_ingest, "MIN_BYTES", 0)
     monkeypatch.setattr(fork_ingest, "BATCH_FILES", 7)
     monkeypatch.setattr(fork_ingest, "_cpus", lambda: 2)
+    # Earlier tests of the suite may leave idle threads behind (servers, buses); a real CLI import runs
+    # single-threaded. The threaded case is tested on its own below.
+    monkeypatch.setattr(fork_ingest, "_threads", lambda: 1)
 
 
 def _dump(db: Path) -> dict:
@@ -167,24 +170,27 @@ def test_a_failing_file_keeps_what_its_worker_read_before(
     assert _dump(db)["records"] == _dump(tmp_path / "s.db")["records"]
 
 
-def test_no_fork_from_a_threaded_process_or_for_small_imports(generated: Path) -> None:
+def test_no_fork_from_a_threaded_process_or_for_small_imports(
+    generated: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     adapter = ClaudeCodeAdapter()
     files = adapter.discover(generated)
     todo = [(p, 0, {}) for p in files]
     stats = {p: _stat(p) for p in files}
+    monkeypatch.setattr(fork_ingest, "_cpus", lambda: 2)
     assert fork_ingest.worker_count(adapter, todo, stats, True) == 0  # 4 MB < MIN_BYTES
+    monkeypatch.setattr(fork_ingest, "MIN_BYTES", 0)
+    before = threading.active_count()
     stop = threading.Event()
     t = threading.Thread(target=stop.wait)
     t.start()
     try:
-        old = fork_ingest.MIN_BYTES
-        fork_ingest.MIN_BYTES = 0
-        try:
-            assert fork_ingest.worker_count(adapter, todo, stats, True) == 0
-        finally:
-            fork_ingest.MIN_BYTES = old
+        assert fork_ingest._threads() == before + 1 > 1
+        assert fork_ingest.worker_count(adapter, todo, stats, True) == 0
     finally:
         stop.set()
         t.join()
+    if before == 1:
+        assert fork_ingest.worker_count(adapter, todo, stats, True) == 2
     # Adapters without a shard key (files that replace each other's records) never fork.
     assert fork_ingest.worker_count(get_adapter("gemini"), todo, stats, True) == 0

@@ -83,3 +83,62 @@ def test_previous_schema_is_upgraded_and_rollups_backfilled(db_url: str) -> None
     assert_rollups_equal_rebuild(store)
     store.dispose()
     assert Store(db_url).applied_now == []
+
+
+def test_blank_database_from_the_snapshot_equals_the_steps(tmp_path, monkeypatch) -> None:
+    """A new SQLite file is created from sqlite_baseline.sql; its schema and step records must be what
+    running every step builds (if this fails after adding a step: python -m openai_monitor.store.baseline)."""
+    from openai_monitor.store import baseline
+
+    steps_url = f"sqlite:///{tmp_path / 'steps.db'}"
+    snap_url = f"sqlite:///{tmp_path / 'sub' / 'snap.db'}"
+    Store(steps_url, migrate_to=step_names()[-1]).dispose()
+    snap = Store(snap_url)
+    assert snap.applied_now == step_names()
+    snap.dispose()
+    schemas = {}
+    for label, url in (("steps", steps_url), ("snap", snap_url)):
+        conn = sqlite3.connect(url.split(":///", 1)[1])
+        schemas[label] = (
+            baseline.schema_statements(conn),
+            [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY rowid")],
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+        )
+        conn.close()
+    assert schemas["snap"] == schemas["steps"]
+    assert schemas["snap"][1] == step_names() and schemas["snap"][2] == "wal"
+    assert baseline.load()[0] == step_names()
+    # A snapshot older than the steps is not used: the steps run instead.
+    old = tmp_path / "old.sql"
+    old.write_text(baseline.BASELINE.read_text().replace(" " + step_names()[-1], ""))
+    assert baseline.load(old)[0] == step_names()[:-1]
+    monkeypatch.setattr(baseline, "BASELINE", old)
+    assert baseline.create_blank(f"sqlite:///{tmp_path / 'never.db'}") is None
+    late = Store(f"sqlite:///{tmp_path / 'late.db'}")
+    assert late.applied_now == step_names()  # every step ran, through SQLAlchemy
+    late.dispose()
+    conn = sqlite3.connect(tmp_path / "late.db")
+    assert baseline.schema_statements(conn) == schemas["steps"][0]
+    conn.close()
+
+
+def test_store_opened_on_an_up_to_date_file_does_not_import_sqlalchemy(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'u.db'}"
+    code = (
+        "import sys\n"
+        "from openai_monitor.store import Store\n"
+        "from openai_monitor.domain import UsageRecord\n"
+        f"s = Store({url!r})\n"
+        "s.ingest([UsageRecord(ts=1_750_000_000, provider='openai', model='gpt-4o', dedup_key='k1')])\n"
+        "s.set_meta('x', 1)\n"
+        "run = s.start_run('t', 1)\n"
+        "s.finish_run(run, 2, inserted=1)\n"
+        "print(s.count(), s.get_meta('x'), 'sqlalchemy' in sys.modules)\n"
+    )
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert first.stdout.split() == ["1", "1", "False"]  # created from the snapshot
+    assert second.stdout.split() == ["1", "1", "False"]  # the same key again: nothing added

@@ -37,7 +37,7 @@ def worker_count(adapter: Any, todo: list[tuple[Path, int, dict]], stats: dict, 
     """How many forked parsing processes this import should use (0: read in this process)."""
     if not parallel or getattr(adapter, "shard_key", None) is None or getattr(adapter, "replace", False):
         return 0
-    if not hasattr(os, "fork") or threading.active_count() > 1:
+    if not hasattr(os, "fork") or _threads() > 1:
         return 0
     cpus = _cpus()
     if cpus < 2 or len(todo) < 2:
@@ -46,6 +46,11 @@ def worker_count(adapter: Any, todo: list[tuple[Path, int, dict]], stats: dict, 
     if total < MIN_BYTES:
         return 0
     return min(cpus, 4, len(todo))
+
+
+def _threads() -> int:
+    """Threads running in this process (a fork copies the locks they hold, not the threads)."""
+    return threading.active_count()
 
 
 def _cpus() -> int:

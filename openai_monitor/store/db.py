@@ -42,10 +42,19 @@ def _sqlite_pragmas(conn: Any) -> None:
     cur.close()
 
 
-def connect_sqlite(url: str) -> sqlite3.Connection:
-    """A stdlib connection to an existing SQLite file with the store's pragmas; transactions are begun
-    and committed explicitly (``BEGIN`` ... ``COMMIT``), as the engine's connections do."""
+def connect_sqlite(url: str, *, create: bool = False) -> sqlite3.Connection:
+    """A stdlib connection to a SQLite file with the store's pragmas (``create``: its directory is made
+    first); transactions are begun and committed explicitly, as the engine's connections do."""
     path = sqlite_path(url)
+    if path is None:
+        raise StoreError(f"{url} is not a SQLite file URL; pass sqlite:///PATH")
+    if create:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(
+                f"cannot create {path.parent}: {e}; set OAIM_HOME or --db to a writable place"
+            ) from e
     try:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         _sqlite_pragmas(conn)

@@ -285,8 +285,14 @@ class Store:
             self.url = str(url_or_engine.url)
         else:
             self.url = url_or_engine
-            if migrate_to is None and db.sqlite_path(self.url) is not None:
+            path = db.sqlite_path(self.url)
+            if migrate_to is None and path is not None:
                 from .fast import schema_is_current
+
+                if not path.exists() or (path.is_file() and path.stat().st_size == 0):
+                    from .baseline import create_blank
+
+                    self.applied_now = create_blank(self.url) or []
 
                 try:
                     current = schema_is_current(self.url)

@@ -378,7 +378,38 @@ def bench_claude(work: Path, size: str, use_ccusage: bool) -> dict:
         f"repeat import of unchanged logs: {repeat['seconds']:.3f} s inside the import "
         f"({repeat['files_read']} files read), {t_repeat:.2f} s for the whole process"
     )
+    out.update(claude_floors(work, files, home / "usage.db"))
     return out
+
+
+def claude_floors(work: Path, files: list[Path], db_path: Path) -> dict:
+    """What any importer of these logs into SQLite pays at least, measured in the same run: the usage
+    lines found and parsed by a plain orjson reader (one process), and the records oaim stored written
+    again by one raw ``executemany``. ccusage does the first part only (it keeps nothing)."""
+    import orjson
+
+    from openai_monitor.store.repo import _INSERT_COLUMNS
+
+    t = time.perf_counter()
+    n = 0
+    for f in files:
+        data = f.read_bytes()
+        pos = 0
+        while (i := data.find(b'"usage"', pos)) >= 0:
+            start = data.rfind(b"\n", 0, i) + 1
+            stop = data.find(b"\n", i)
+            stop = len(data) if stop < 0 else stop
+            orjson.loads(data[start:stop])
+            n += 1
+            pos = stop
+    t_reader = time.perf_counter() - t
+    conn = sqlite3.connect(db_path)
+    rows = conn.execute(f"SELECT {', '.join(_INSERT_COLUMNS)} FROM usage_records").fetchall()
+    conn.close()
+    t_write = raw_executemany(work / "b_raw.db", rows, _INSERT_COLUMNS)
+    print(f"floors: plain orjson reader (find + loads, {n:,} usage lines, one process) {t_reader:.2f} s; ")
+    print(f"        raw sqlite3.executemany of the {len(rows):,} records stored {t_write:.2f} s")
+    return {"floor_orjson_reader_s": round(t_reader, 3), "floor_raw_write_s": round(t_write, 3)}
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Collector commands: ``sync openai|anthropic``, ``reconcile``, ``keys set|list|rm``."""
+"""Collector commands: ``sync openai|anthropic``, ``reconcile``, ``precedence``, ``keys set|list|rm``."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ keys_app = typer.Typer(help="Admin API keys (stored in the home directory, mode 
 def register(app: typer.Typer) -> None:
     app.add_typer(sync_app, name="sync")
     app.command("reconcile")(reconcile_cmd)
+    app.command("precedence")(precedence_cmd)
     app.add_typer(keys_app, name="keys")
 
 
@@ -128,6 +129,50 @@ def _fmt(v: float | None, pct: bool = False) -> str:
     if v is None:
         return "-"
     return f"{v:+.1f}%" if pct else f"${v:,.2f}"
+
+
+def precedence_cmd(
+    ctx: typer.Context,
+    provider: str | None = typer.Argument(None, help="openai | anthropic (omit to show every provider)."),
+    mode: str | None = typer.Argument(None, help="usage-api | all"),
+    json_out: bool = typer.Option(False, "--json"),
+) -> None:
+    """Which records count when a provider's usage API and per-call sources (proxy, SDK, CLI logs, CSV)
+    both report the same calls: `usage-api` lets the synced usage API replace the per-call records on the
+    UTC days it covers (they stay in the history, shadowed); `all` (the default) adds every source up."""
+    store = state(ctx).store
+    if provider is not None and mode is None:
+        raise ConfigError(f"give the precedence too: `oaim precedence {provider} usage-api` (or `all`)")
+    if provider is not None and mode is not None:
+        store.set_precedence(provider, mode)
+    rows = store.precedence_status()
+    if provider is not None:
+        rows = [r for r in rows if r["provider"] == provider]
+    if json_out:
+        print_json(rows)
+        return
+    from datetime import datetime, timezone
+
+    def ts_to_date(ts: int) -> str:
+        return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+    out = console()
+    for r in rows:
+        span = (
+            f"{r['covered_days']} day(s) covered by {r['usage_api_source']} "
+            f"({ts_to_date(r['first_day'])} to {ts_to_date(r['last_day'])})"
+            if r["covered_days"]
+            else f"nothing synced from {r['usage_api_source']} yet"
+        )
+        line = f"{r['provider']}: precedence {r['precedence']}; {span}"
+        if r["shadowed_records"]:
+            line += f"; {r['shadowed_records']} per-call record(s) replaced by the usage API"
+        if r["double_counted_records"]:
+            line += (
+                f"; {r['double_counted_records']} per-call record(s) counted on top of it: "
+                f"`oaim precedence {r['provider']} usage-api` counts them once"
+            )
+        out.print(line, markup=False)
 
 
 def reconcile_cmd(

@@ -478,34 +478,6 @@ def reset_cmd(
 
 
 # Organisation-wide usage APIs report the same calls the proxy, SDK hooks and CLI logs record one by one.
-ORG_SOURCES = {"openai": "openai-usage-api", "anthropic": "anthropic-usage-report"}
-
-
-def _org_overlaps(store: Any) -> list[tuple[str, str, int]]:
-    """(provider, org source, per-call records inside the org source's time range) where both exist."""
-    from sqlalchemy import text
-
-    out = []
-    with store.engine.connect() as conn:
-        for provider, org_source in ORG_SOURCES.items():
-            lo, hi = conn.execute(
-                text("SELECT MIN(ts), MAX(ts + bucket_seconds) FROM usage_records WHERE source = :s"),
-                {"s": org_source},
-            ).one()
-            if lo is None:
-                continue
-            n = conn.execute(
-                text(
-                    "SELECT COUNT(*) FROM usage_records WHERE provider = :p AND source <> :s "
-                    "AND ts >= :lo AND ts < :hi"
-                ),
-                {"p": provider, "s": org_source, "lo": lo, "hi": hi},
-            ).scalar_one()
-            if n:
-                out.append((provider, org_source, n))
-    return out
-
-
 def doctor_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
     """Check the home directory, database, config and sources, and say what to fix."""
     import os
@@ -540,15 +512,23 @@ def doctor_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json"
     try:
         n = st.store.count()
         add("database", True, f"{st.url}: {n} record(s)")
-        for provider, org_source, n in _org_overlaps(st.store):
-            add(
-                f"double counting ({provider})",
-                False,
-                f"{n} per-call record(s) of {provider} overlap the period synced from {org_source}; "
-                "reports add both",
-                f"track {provider} with one kind of source (the usage API or per-call logs/proxy), "
-                "or `oaim reset` and re-import one",
-            )
+        for p in st.store.precedence_status():
+            if p["double_counted_records"]:
+                add(
+                    f"double counting ({p['provider']})",
+                    False,
+                    f"{p['double_counted_records']} per-call record(s) of {p['provider']} fall on days synced "
+                    f"from {p['usage_api_source']}; reports add both",
+                    f"`oaim precedence {p['provider']} usage-api` lets the usage API replace them "
+                    "(if they are the same organisation's calls)",
+                )
+            elif p["shadowed_records"]:
+                add(
+                    f"sources ({p['provider']})",
+                    True,
+                    f"{p['shadowed_records']} per-call record(s) replaced by {p['usage_api_source']} "
+                    f"on the {p['covered_days']} day(s) it covers",
+                )
         unpriced = st.store.unpriced_models()
         if unpriced:
             add(

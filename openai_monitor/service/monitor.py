@@ -93,7 +93,7 @@ def peak_rates(db: Db, now_ts: int, days: int = PEAK_WINDOW_DAYS) -> dict[str, A
     rpm = max(float((fine[0][0] if fine else 0) or 0), float((coarse[0][0] if coarse else 0) or 0))
     tpm = max(float((fine[0][1] if fine else 0) or 0), float((coarse[0][1] if coarse else 0) or 0))
     top = db.query(
-        "SELECT model, SUM(requests) FROM usage_records WHERE ts >= ? AND provider = 'openai' "
+        "SELECT model, SUM(requests) FROM usage_records WHERE ts >= ? AND provider = 'openai' AND shadowed = 0 "
         "GROUP BY model ORDER BY 2 DESC LIMIT 1",
         (since,),
     )

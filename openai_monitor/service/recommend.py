@@ -56,7 +56,8 @@ def recommendations(db: Db, settings: Any, pricer: Any, since_ts: int, now: date
     # Cache shares per (model, user) per UTC day need both keys: read from the raw records.
     cache_rows = db.query(
         f"SELECT ts - ts % 86400, provider, model, SUM(requests), {_SUM_TOKENS}, SUM(COALESCE(cost_usd, 0)), "
-        "user_name FROM usage_records WHERE ts >= ? AND ts <= ? GROUP BY ts - ts % 86400, provider, model, user_name",
+        "user_name FROM usage_records WHERE ts >= ? AND ts <= ? AND shadowed = 0 "
+        "GROUP BY ts - ts % 86400, provider, model, user_name",
         (since_ts, now_ts),
     )
     cache_buckets = [_bucket(r, r[11]) for r in cache_rows]
@@ -68,7 +69,7 @@ def recommendations(db: Db, settings: Any, pricer: Any, since_ts: int, now: date
         for r in db.query(
             f"SELECT ts - ts % 3600, provider, model, SUM(requests), {_SUM_TOKENS}, SUM(COALESCE(cost_usd, 0)) "
             f"FROM usage_records WHERE ts >= ? AND ts <= ? AND source NOT IN ({marks}) "
-            "AND service_tier != 'batch' GROUP BY ts - ts % 3600, provider, model",
+            "AND service_tier != 'batch' AND shadowed = 0 GROUP BY ts - ts % 3600, provider, model",
             (since_ts, now_ts, *interactive),
         )
     ]

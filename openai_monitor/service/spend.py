@@ -125,7 +125,7 @@ def spend_between(db: Db, start_ts: int, end_ts: int, scope_dim: str = "all", sc
             "SELECT COALESCE(SUM(COALESCE(cost_usd, 0)), 0), "
             "COALESCE(SUM(CASE WHEN cost_reported = 1 THEN COALESCE(cost_usd, 0) ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END), 0) "
-            "FROM usage_records WHERE ts >= ? AND ts < ?"
+            "FROM usage_records WHERE ts >= ? AND ts < ? AND shadowed = 0"
         )
         params = [start_ts, end_ts]
         if scope_dim != "all":

@@ -18,3 +18,10 @@ ROLLUP_SUMS = (
     "cost_reported_usd",
     "unpriced_records",
 )
+
+# Per provider, the source that reports the whole organisation's usage (its usage API). With the
+# "usage-api" precedence (``oaim precedence``) it replaces the provider's per-call records (proxy, SDK,
+# CLI logs, CSV) on every UTC day it covers: those stay in the history, flagged ``shadowed``, and leave
+# the rollups.
+ORG_SOURCES = {"openai": "openai-usage-api", "anthropic": "anthropic-usage-report"}
+PRECEDENCE_MODES = ("usage-api", "all")

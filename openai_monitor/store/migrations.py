@@ -31,7 +31,7 @@ def _m002_rollups(conn: Connection) -> None:
     from .repo import rebuild_rollups_sql
 
     s.metadata.create_all(conn, tables=[s.rollup])
-    rebuild_rollups_sql(conn)
+    rebuild_rollups_sql(conn, counted_only=False)  # `shadowed` comes with a later step
 
 
 CORE_STEPS: list[Step] = [

@@ -7,13 +7,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from ..domain import FileProgress, UsageRecord
-from ..errors import StoreError
+from ..errors import InputError, StoreError
 from . import columns as s
 from . import db
 
@@ -45,11 +46,15 @@ _SUM_EXPR = {
 _GRAINS = {"h": 3600, "d": 86400}
 
 
-def _rollup_upsert_sql(grain: str, dim: str, where: str, sign: int = 1) -> str:
+def _rollup_upsert_sql(grain: str, dim: str, where: str, sign: int = 1, counted_only: bool = True) -> str:
+    """Add (or subtract) the raw rows matching WHERE to one rollup; ``counted_only`` leaves out rows
+    shadowed by a usage API (False only for steps that run before that column exists)."""
     width = _GRAINS[grain]
     col = s.ROLLUP_DIMS[dim]
     sums = ", ".join(f"{'-' if sign < 0 else ''}{_SUM_EXPR[c]}" for c in s.ROLLUP_SUMS)
     updates = ", ".join(f"{c} = rollup.{c} + excluded.{c}" for c in s.ROLLUP_SUMS)
+    if counted_only:
+        where = f"({where}) AND shadowed = 0"
     return (
         f"INSERT INTO rollup (grain, dim, bucket_ts, provider, key, {', '.join(s.ROLLUP_SUMS)}) "
         f"SELECT '{grain}', '{dim}', ts - (ts % {width}), provider, {col}, {sums} "
@@ -58,13 +63,15 @@ def _rollup_upsert_sql(grain: str, dim: str, where: str, sign: int = 1) -> str:
     )
 
 
-def update_rollups_sql(conn: Connection, where: str, params: dict[str, Any], sign: int = 1) -> None:
+def update_rollups_sql(
+    conn: Connection, where: str, params: dict[str, Any], sign: int = 1, counted_only: bool = True
+) -> None:
     """Add (sign=1) or subtract (sign=-1) the raw rows matching ``where`` to every rollup."""
     from sqlalchemy import text
 
     for grain in _GRAINS:
         for dim in s.ROLLUP_DIMS:
-            conn.execute(text(_rollup_upsert_sql(grain, dim, where, sign)), params)
+            conn.execute(text(_rollup_upsert_sql(grain, dim, where, sign, counted_only)), params)
     if sign < 0:
         conn.execute(text("DELETE FROM rollup WHERE records <= 0"))
 
@@ -78,6 +85,29 @@ _GROUP_IDX = [_ROW_IDX["ts"], _ROW_IDX["provider"]] + [
 _COUNT_IDX = [_ROW_IDX["requests"]] + [_ROW_IDX[c] for c in _TOKEN_FIELDS]
 _COST_IDX = _ROW_IDX["cost_usd"]
 _REPORTED_IDX = _ROW_IDX["cost_reported"]
+_SOURCE_IDX = _ROW_IDX["source"]
+_PROVIDER_IDX = _ROW_IDX["provider"]
+_ORG_PROVIDER_OF = {src: prov for prov, src in s.ORG_SOURCES.items()}
+_PRECEDENCE_KEY = "sources.precedence"
+# A record lies on a UTC day its provider's usage API covers.
+_DAY_COVERED = "(ts - ts % 86400) IN (SELECT day FROM source_coverage WHERE source_coverage.provider = usage_records.provider)"
+
+
+def _per_call_of(provider: str) -> str:
+    """SQL condition: records of PROVIDER that its usage API may replace (provider and source names are
+    the constants of ``columns.ORG_SOURCES``, never user input)."""
+    return f"provider = '{provider}' AND source <> '{s.ORG_SOURCES[provider]}'"
+
+
+def _shadow_where(cur: Any, where: str) -> None:
+    """Take the counted records matching WHERE out of every rollup and flag them shadowed."""
+    for grain in _GRAINS:
+        for dim in s.ROLLUP_DIMS:
+            cur.execute(_rollup_upsert_sql(grain, dim, where, -1))
+    cur.execute("DELETE FROM rollup WHERE records <= 0")
+    cur.execute(f"UPDATE usage_records SET shadowed = 1 WHERE shadowed = 0 AND ({where})")
+
+
 # Below this many new rows a plain dict aggregation beats numpy's fixed per-call cost.
 _NUMPY_MIN_ROWS = 2_000
 _N_SUMS = len(s.ROLLUP_SUMS)
@@ -213,11 +243,11 @@ def rollup_deltas(rows: Sequence[tuple]) -> list[tuple]:
     return _rollup_deltas(rows)
 
 
-def rebuild_rollups_sql(conn: Connection) -> None:
+def rebuild_rollups_sql(conn: Connection, counted_only: bool = True) -> None:
     from sqlalchemy import text
 
     conn.execute(text("DELETE FROM rollup"))
-    update_rollups_sql(conn, "1 = 1", {})
+    update_rollups_sql(conn, "1 = 1", {}, counted_only=counted_only)
 
 
 _SQL_CACHE: dict[str, dict[str, str]] = {}
@@ -233,6 +263,11 @@ def _sql_for(paramstyle: str) -> dict[str, str]:
             "count_new": "SELECT COUNT(*) FROM usage_records WHERE id > ?",
             "new_keys": "SELECT dedup_key FROM usage_records WHERE id > ?",
             "temp_key": "INSERT INTO _oaim_keys (k) VALUES (?) ON CONFLICT DO NOTHING",
+            "coverage": "INSERT INTO source_coverage (provider, day) VALUES (?, ?) ON CONFLICT (provider, day) DO NOTHING",
+            "get_meta": "SELECT value FROM meta_kv WHERE key = ?",
+            "set_meta": (
+                "INSERT INTO meta_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            ),
             "progress": (
                 'INSERT INTO import_progress (source, path, size, mtime_ns, "offset", inode, state, updated_at) '
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -257,6 +292,7 @@ def _driver_errors(engine: Engine) -> tuple[type[BaseException], ...]:
 RESET_TABLES = (
     "usage_records",
     "rollup",
+    "source_coverage",
     "import_progress",
     "import_runs",
     "billed_costs",
@@ -447,6 +483,7 @@ class Store:
             else:
                 new = rows if inserted == len(rows) else self._inserted_rows(cur, sql, rows, start_id)
                 cur.executemany(sql["rollup"], _rollup_deltas(new))
+            self._apply_precedence(cur, sql, rows, start_id)
         for p in progress:
             cur.execute(
                 sql["progress"], (p.source, p.path, p.size, p.mtime_ns, p.offset, p.inode, p.state, now)
@@ -465,6 +502,119 @@ class Store:
             if k in fresh:
                 fresh.discard(k)
                 out.append(r)
+        return out
+
+    @staticmethod
+    def _policy(cur: Any, sql: dict[str, str]) -> dict[str, str]:
+        cur.execute(sql["get_meta"], (_PRECEDENCE_KEY,))
+        row = cur.fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def _apply_precedence(self, cur: Any, sql: dict[str, str], rows: list[tuple], start_id: int) -> None:
+        """After new rows are in: remember the days a usage API now covers, and shadow the per-call
+        records that a "usage-api" precedence replaces (new ones on covered days; older ones on days
+        covered from now on). Rollups are kept equal to the counted records."""
+        sources = set(map(itemgetter(_SOURCE_IDX), rows))
+        org_days: dict[str, set[int]] = {}
+        if not sources.isdisjoint(_ORG_PROVIDER_OF):
+            for r in rows:
+                prov = _ORG_PROVIDER_OF.get(r[_SOURCE_IDX])
+                if prov is not None and r[_PROVIDER_IDX] == prov:
+                    ts = int(r[0])
+                    org_days.setdefault(prov, set()).add(ts - ts % 86400)
+            cur.executemany(sql["coverage"], [(p, d) for p, days in org_days.items() for d in sorted(days)])
+        policy = self._policy(cur, sql)
+        if not any(mode == "usage-api" for mode in policy.values()):
+            return
+        providers = set(map(itemgetter(_PROVIDER_IDX), rows))
+        for prov, mode in policy.items():
+            if mode != "usage-api" or prov not in s.ORG_SOURCES:
+                continue
+            base = f"{_per_call_of(prov)} AND {_DAY_COVERED}"
+            if prov in providers and sources - {s.ORG_SOURCES[prov]}:
+                _shadow_where(cur, f"id > {int(start_id)} AND {base}")
+            days = org_days.get(prov)
+            if days:
+                _shadow_where(cur, f"ts >= {min(days)} AND ts < {max(days) + 86400} AND {base}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[tuple[Any, dict[str, str]]]:
+        """A DB-API cursor inside one transaction, and the statements in its driver's placeholder style."""
+        raw = self._own_raw()
+        if raw is not None:
+            cur = raw.cursor()
+            try:
+                cur.execute("BEGIN")
+                try:
+                    yield cur, _sql_for("qmark")
+                    cur.execute("COMMIT")
+                except BaseException:
+                    if raw.in_transaction:
+                        raw.rollback()
+                    raise
+            finally:
+                cur.close()
+            return
+        with self.engine.begin() as conn:
+            cur = conn.connection.driver_connection.cursor()
+            try:
+                yield cur, _sql_for(conn.dialect.paramstyle)
+            finally:
+                cur.close()
+
+    def set_precedence(self, provider: str, mode: str) -> dict[str, Any]:
+        """Choose which records count for PROVIDER: "usage-api" (its usage API replaces per-call records on
+        the days it covers) or "all" (every source adds up). Re-flags the records and rebuilds the rollups
+        in one transaction; returns ``precedence_status()`` of the provider."""
+        if provider not in s.ORG_SOURCES:
+            raise InputError(
+                f"no usage API is synced for {provider!r}; precedence applies to {', '.join(s.ORG_SOURCES)}"
+            )
+        if mode not in s.PRECEDENCE_MODES:
+            raise InputError(f"unknown precedence {mode!r}; use {' or '.join(s.PRECEDENCE_MODES)}")
+        with self._transaction() as (cur, sql):
+            policy = self._policy(cur, sql)
+            policy[provider] = mode
+            cur.execute(sql["set_meta"], (_PRECEDENCE_KEY, json.dumps(policy, sort_keys=True)))
+            cur.execute(
+                f"UPDATE usage_records SET shadowed = 0 WHERE shadowed = 1 AND provider = '{provider}'"
+            )
+            if mode == "usage-api":
+                cur.execute(
+                    f"UPDATE usage_records SET shadowed = 1 WHERE {_per_call_of(provider)} AND {_DAY_COVERED}"
+                )
+            cur.execute("DELETE FROM rollup")
+            for grain in _GRAINS:
+                for dim in s.ROLLUP_DIMS:
+                    cur.execute(_rollup_upsert_sql(grain, dim, "1 = 1"))
+        return next(st for st in self.precedence_status() if st["provider"] == provider)
+
+    def precedence_status(self) -> list[dict[str, Any]]:
+        """Per provider with a usage API: the precedence, the UTC days its usage API covers, the per-call
+        records shadowed, and the per-call records still counted on covered days (counted twice)."""
+        rows = self._run("SELECT value FROM meta_kv WHERE key = ?", (_PRECEDENCE_KEY,))
+        policy = json.loads(rows[0][0]) if rows else {}
+        out = []
+        for prov in s.ORG_SOURCES:
+            days, first, last = self._run(
+                "SELECT COUNT(*), MIN(day), MAX(day) FROM source_coverage WHERE provider = ?", (prov,)
+            )[0]
+            shadowed, overlapping = self._run(
+                "SELECT COALESCE(SUM(shadowed), 0), COALESCE(SUM(CASE WHEN shadowed = 0 AND "
+                f"{_DAY_COVERED} THEN 1 ELSE 0 END), 0) FROM usage_records WHERE {_per_call_of(prov)}"
+            )[0]
+            out.append(
+                {
+                    "provider": prov,
+                    "usage_api_source": s.ORG_SOURCES[prov],
+                    "precedence": policy.get(prov, "all"),
+                    "covered_days": int(days),
+                    "first_day": first,
+                    "last_day": last,
+                    "shadowed_records": int(shadowed),
+                    "double_counted_records": int(overlapping),
+                }
+            )
         return out
 
     @staticmethod

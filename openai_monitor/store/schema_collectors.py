@@ -65,4 +65,14 @@ ratelimit_snapshots = Table(
 )
 Index("ix_ratelimit_ts", ratelimit_snapshots.c.provider, ratelimit_snapshots.c.ts)
 
+# The UTC days on which a provider's usage API reported usage (see columns.ORG_SOURCES): what the
+# "usage-api" precedence shadows per-call records on.
+source_coverage = Table(
+    "source_coverage",
+    metadata,
+    Column("provider", String(32), nullable=False),
+    Column("day", BigInteger, nullable=False),
+    PrimaryKeyConstraint("provider", "day"),
+)
+
 COLLECTOR_TABLES = (billed_costs, sync_state, ratelimit_snapshots)

@@ -60,6 +60,8 @@ RECORD_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("service_tier", "service_tier", "string"),
     ("tokens_estimated", "tokens_estimated", "bool"),
     ("imported_at", "imported_at", "int64"),
+    # Replaced by the provider's usage API (`oaim precedence`): kept in the history, not counted.
+    ("shadowed", "shadowed", "bool"),
 )
 DAILY_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("day_ts", "bucket_ts", "int64"),

@@ -585,6 +585,7 @@ class _Builder:
         self.seen: set[bytes] = set()
         self.repeats: dict[bytes, int] = {}
         self.providers: dict[tuple[str, str], str] = {}
+        self.canon: dict[str, str] = {}
 
     def build(self, v: dict, n: int, report: ParseReport) -> UsageRecord | None:
         fname = self.fname
@@ -861,15 +862,26 @@ class _Builder:
         ):
             return None
 
+        canon = self.canon
+        if len(canon) > 100_000:  # unique per row (session ids): no sharing to gain
+            canon.clear()
+        # One string object per distinct value: the rows of a batch then share them, which halves the
+        # time to send a batch from the parsing process and to read it there (marshal writes shared
+        # objects once).
+        models = list(map(canon.setdefault, models, models))
+
         def text(i: int, default: str) -> list[str]:
-            c = col(i)
-            return [v.strip() or default for v in c] if default else list(map(str.strip, c))
+            if i >= width:
+                return [default] * n
+            c = cols[i]
+            vals = [v.strip() or default for v in c] if default else list(map(str.strip, c))
+            return list(map(canon.setdefault, vals, vals))
 
         users = text(i_user, self.user)
         projects = text(i_proj, self.project)
         api_keys = text(i_key, self.api_key_id)
         sessions = text(i_sess, "")
-        ids = text(i_id, "")
+        ids = list(map(str.strip, col(i_id)))
         # The same text as ``build`` hashes: keys stay stable across versions, so re-importing a file
         # imported before adds nothing.
         contents = list(

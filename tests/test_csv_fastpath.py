@@ -86,13 +86,17 @@ def assert_same(path: Path, options: dict | None = None) -> list[UsageRecord]:
     return got
 
 
-GOOD_TS = ["2025-05-01T10:00:{:02d}Z", "2025-05-01T11:{:02d}:07Z"]
+GOOD_TS = ["2025-05-01T10:00:{:02d}Z", "2025-05-01T11:{:02d}:07Z", "2025-05-{:02d}T23:59:59Z"]
 ODD_TS = [
     "1748772000",
     "1748772000123",
     "2025-06-02",
     "2025-06-01T10:00:00.250Z",
     "2025-06-01 10:00:00+02:00",
+    "2025-06-01 10:00:00Z",
+    "2025-05-01T10:00:60Z",
+    "2024-02-29T23:59:59Z",
+    "2025-05-01T+9:00:00Z",
 ]
 BAD_TS = [
     "",
@@ -102,6 +106,9 @@ BAD_TS = [
     "nan",
     "2025-05-01T10:00:61Z",
     "2025-05-01T10:00:6xZ",
+    "2025-02-29T00:00:00Z",
+    "2025-05-01T24:00:00Z",
+    "2025-05-01T10:60:00Z",
 ]
 GOOD_INT = ["0", "1", "17", "250", "4000"]
 ODD_INT = ["", " 12", "+3", "1.0", "007", "1_000"]
@@ -116,7 +123,8 @@ def make_rows(rng: random.Random, n: int, *, messy: float, with_id: bool) -> lis
     rows = []
     for i in range(n):
         bad = rng.random() < messy
-        ts = rng.choice(GOOD_TS).format(rng.randrange(60))
+        template = rng.choice(GOOD_TS)
+        ts = template.format(rng.randrange(1, 29) if "T23" in template else rng.randrange(60))
         if rng.random() < messy:
             ts = rng.choice(ODD_TS + (BAD_TS if bad else []))
         inp, out = rng.choice(GOOD_INT[3:]), rng.choice(GOOD_INT[2:])

@@ -32,6 +32,7 @@ BurstGPT (``format == "burstgpt"``, HPMLL/BurstGPT, CC BY 4.0), two layouts told
 
 from __future__ import annotations
 
+import calendar
 import csv
 import datetime as dt
 import hashlib
@@ -517,22 +518,54 @@ class CsvAdapter:
                 )
 
 
+# ":SSZ", the end of a ``YYYY-MM-DDTHH:MM:SSZ`` stamp, -> its seconds (60 passes, as in parse_iso_ts).
+_SECOND = {f":{sec:02d}Z": sec for sec in range(61)}
+# "YYYY-MM-DDTHH:MM" -> Unix seconds of that minute, and "YYYY-MM-DD" -> of that day (UTC).
+_MINUTES: dict[str, int] = {}
+_DAYS: dict[str, int] = {}
+
+
+def _minute_epoch(head: str) -> int | None:
+    """The minute ``parse_iso_ts`` adds the seconds of a ``HEAD:SSZ`` stamp to, computed the way it
+    computes it; None where it would not (it then parses the whole stamp, or fails)."""
+    if head[10] != "T" or head[13] != ":":
+        return None
+    try:
+        h, m = int(head[11:13]), int(head[14:16])
+        if not (h < 24 and m < 60):
+            return None
+        day = _DAYS.get(head[:10])
+        if day is None:
+            day = calendar.timegm(dt.date.fromisoformat(head[:10]).timetuple())
+            if len(_DAYS) > 100_000:
+                _DAYS.clear()
+            _DAYS[head[:10]] = day
+    except ValueError:
+        return None
+    return day + h * 3600 + m * 60
+
+
 def _column_ts(values: tuple[str, ...]) -> list[int]:
-    """A chunk's timestamp cells as ``build_row`` reads them (its short cut for ``...:SSZ`` stamps
-    whose minute is known, else ``_row_ts``), the common case checked for the whole column at once."""
+    """A chunk's timestamp cells as ``build_row`` reads them. The common ``YYYY-MM-DDTHH:MM:SSZ``
+    column is read at once: its minutes computed once each, as ``parse_iso_ts`` computes them, then
+    the seconds added; any other column goes cell by cell through ``build_row``'s own reading."""
+    if min(map(len, values)) == 20 == max(map(len, values)):
+        secs = list(map(_SECOND.get, [v[16:] for v in values]))
+        if None not in secs:
+            heads = [v[:16] for v in values]
+            bases = list(map(_MINUTES.get, heads))
+            if None in bases:
+                if len(_MINUTES) > 500_000:
+                    _MINUTES.clear()
+                for head in dict.fromkeys(heads):
+                    if head not in _MINUTES:
+                        base = _minute_epoch(head)
+                        if base is not None:
+                            _MINUTES[head] = base
+                bases = list(map(_MINUTES.get, heads))
+            if None not in bases:
+                return list(map(add, bases, secs))
     minute = MINUTE_EPOCH.get
-    if min(map(len, values)) == 20 == max(map(len, values)) and all(map(str.endswith, values, repeat("Z"))):
-        heads = [v[:16] for v in values]
-        secs = [v[17:19] for v in values]
-        bases = list(map(minute, heads))
-        digits = "".join(secs)
-        if (
-            None not in bases
-            and digits.isdecimal()
-            and max(secs) < "61"
-            and all(map(str.startswith, [v[16:] for v in values], repeat(":")))
-        ):
-            return list(map(add, bases, map(int, secs)))
     return [
         b + int(v[17:19])
         if len(v) == 20

@@ -846,15 +846,28 @@ class _Builder:
         def col(i: int) -> tuple | list:
             return cols[i] if i < width else empty
 
+        # The text of each integer column as the key's content writes it (str of the value): the cells
+        # themselves where they already are that (ASCII digits, no leading zero).
+        texts: dict[int, list | tuple] = {}
+
         def ints(i: int, name: str) -> list[int]:
             if i >= width:
-                return [1 if name == "requests" else 0] * n
+                value = 1 if name == "requests" else 0
+                texts[i] = [str(value)] * n
+                return [value] * n
             c = cols[i]
-            if "".join(c).isdecimal() and "" not in c:
+            joined = "".join(c)
+            if joined.isdecimal() and "" not in c:
+                if joined.isascii() and ("," + ",".join(c)).count(",0") == c.count("0"):
+                    texts[i] = c
                 return list(map(int, c))
             if name == "requests":
                 return [int(v) if v.isdecimal() else (_int(v, name) if v else 1) for v in c]
             return [int(v) if v.isdecimal() else _int(v, name) for v in c]
+
+        def text_of(i: int, values: list[int]) -> Iterable[str]:
+            t = texts.get(i)
+            return t if t is not None else map(str, values)
 
         try:
             ts = _column_ts(col(i_ts))
@@ -865,7 +878,8 @@ class _Builder:
             cw = ints(i_cw, "cache_write_tokens")
             out = ints(i_out, "output_tokens")
             reasoning = ints(i_reason, "reasoning_tokens")
-            costs = [float(v) if v.strip() else None for v in col(i_cost)]
+            # A blank-looking cell that is not empty ("  ") fails float: the chunk then goes row by row.
+            costs = [float(v) if v else None for v in col(i_cost)]
         except ValueError:
             return None
         priced = [c for c in costs if c is not None]
@@ -928,13 +942,13 @@ class _Builder:
                     projects,
                     api_keys,
                     sessions,
-                    map(str, bucket),
-                    map(str, requests),
-                    map(str, inp),
-                    map(str, cached),
-                    map(str, cw),
-                    map(str, out),
-                    map(str, reasoning),
+                    text_of(i_bucket, bucket),
+                    text_of(i_req, requests),
+                    text_of(i_in, inp),
+                    text_of(i_cached, cached),
+                    text_of(i_cw, cw),
+                    text_of(i_out, out),
+                    text_of(i_reason, reasoning),
                     ["" if c is None else repr(c) for c in costs],
                 ),
             )

@@ -32,11 +32,16 @@ BurstGPT (``format == "burstgpt"``, HPMLL/BurstGPT, CC BY 4.0), two layouts told
 
 from __future__ import annotations
 
+import calendar
 import csv
 import datetime as dt
 import hashlib
 import os
+from collections import deque
 from collections.abc import Iterable, Iterator
+from hashlib import blake2b
+from itertools import chain, islice, repeat
+from operator import add, gt
 from pathlib import Path
 
 import orjson
@@ -111,6 +116,10 @@ _ROW_FIELDS = (
     "reasoning_tokens",
     "cost_usd",
 )
+
+# Rows checked and built together by ``_Builder.build_many``; a chunk with a row it cannot vouch for is
+# built again row by row, so one malformed line costs at most this many rows on the slow path.
+CHUNK_ROWS = 2048
 
 BURSTGPT_RAW = ("timestamp", "model", "request tokens", "response tokens", "total tokens", "log type")
 BURSTGPT_HOURLY = ("day", "hour", "conversation", "api", "all")
@@ -277,26 +286,40 @@ class CsvAdapter:
         self, reader: LineReader, fname: str, report: ParseReport, options: dict
     ) -> Iterator[UsageRecord]:
         current = [0]
+        # Unreadable lines (n, reason), reported in line order with the rows' own errors: rows are
+        # checked a chunk at a time, after the reader has skipped the chunk's bad lines.
+        skipped: deque[tuple[int, str]] = deque()
 
-        def feed() -> Iterable[str]:
-            # _decoded and the newline csv.reader wants, in one generator: this runs once per line.
+        def numbered() -> Iterator[tuple[int, str]]:
             for n, raw in reader:
                 if raw is None:
-                    report.error(fname, n, LONG_LINE)
+                    skipped.append((n, LONG_LINE))
                     continue
                 try:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    report.error(fname, n, f"invalid UTF-8 at byte {exc.start}")
+                    skipped.append((n, f"invalid UTF-8 at byte {exc.start}"))
                     continue
                 if n == 1 and text.startswith("\ufeff"):
                     text = text[1:]
+                yield n, text
+
+        def feed(lines: Iterable[tuple[int, str]]) -> Iterator[str]:
+            # The newline csv.reader wants, and the number of the line it last read.
+            for n, text in lines:
                 current[0] = n
                 yield text + "\n"
 
-        rows = csv.reader(feed())
-        header = next(rows, None)
+        def flush(before: int) -> None:
+            while skipped and skipped[0][0] < before:
+                report.error(fname, *skipped.popleft())
+
+        src = numbered()
+        # csv.reader reads no further than the record it returns: the lines after the header stay in src.
+        header = next(csv.reader(feed(src)), None)
+        flush(current[0] + 1)
         if header is None:
+            flush(reader.lineno + 1)
             return
         cols = self._columns(header, fname, options)
         width = len(header)
@@ -304,17 +327,52 @@ class CsvAdapter:
         # Absent optional columns read the empty string appended to every row at index ``width``.
         at = [cols.get(f, width) for f in _ROW_FIELDS]
         build = builder.build_row
-        for row in rows:
-            if len(row) != width:
-                if not row or (len(row) == 1 and not row[0].strip()):
+
+        def built(chunk: list[list[str]], lines: list[int] | tuple[int, ...]) -> Iterator[UsageRecord]:
+            recs = builder.build_many(chunk, at, width)
+            if recs is not None:
+                flush(lines[-1])
+                report.records += len(recs)
+                yield from recs
+                return
+            for row, n in zip(chunk, lines):
+                flush(n)
+                if len(row) != width:
+                    if not row or (len(row) == 1 and not row[0].strip()):
+                        continue
+                    report.error(fname, n, f"expected {width} fields, found {len(row)}")
                     continue
-                report.error(fname, current[0], f"expected {width} fields, found {len(row)}")
-                continue
-            row.append("")
-            rec = build(row, at, current[0], report)
-            if rec is not None:
-                report.records += 1
-                yield rec
+                row.append("")
+                rec = build(row, at, n, report)
+                if rec is not None:
+                    report.records += 1
+                    yield rec
+
+        limit = csv.field_size_limit()
+        # Lines without quotes, carriage returns or NULs, none longer than csv's field limit, are
+        # exactly what csv.reader makes of them split at the commas. From the first chunk that is not
+        # plain, csv.reader reads the rest of the file (a quoted field may span lines).
+        while True:
+            pairs = list(islice(src, CHUNK_ROWS))
+            if not pairs:
+                break
+            lines, texts = zip(*pairs)
+            blob = "\n".join(texts)
+            if '"' in blob or "\r" in blob or "\x00" in blob or max(map(len, texts)) > limit:
+                src = chain(pairs, src)
+                break
+            yield from built(list(map(str.split, texts, repeat(","))), lines)
+        chunk: list[list[str]] = []
+        nums: list[int] = []
+        for row in csv.reader(feed(src)):
+            chunk.append(row)
+            nums.append(current[0])
+            if len(chunk) >= CHUNK_ROWS:
+                yield from built(chunk, nums)
+                chunk, nums = [], []
+        if chunk:
+            yield from built(chunk, nums)
+        flush(reader.lineno + 1)
 
     def _jsonl(
         self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, options: dict
@@ -460,6 +518,77 @@ class CsvAdapter:
                 )
 
 
+# ":SSZ", the end of a ``YYYY-MM-DDTHH:MM:SSZ`` stamp, -> its seconds (60 passes, as in parse_iso_ts).
+_SECOND = {f":{sec:02d}Z": sec for sec in range(61)}
+# "YYYY-MM-DDTHH:MM" -> Unix seconds of that minute, and "YYYY-MM-DD" -> of that day (UTC).
+_MINUTES: dict[str, int] = {}
+_DAYS: dict[str, int] = {}
+
+
+def _minute_epoch(head: str) -> int | None:
+    """The minute ``parse_iso_ts`` adds the seconds of a ``HEAD:SSZ`` stamp to, computed the way it
+    computes it; None where it would not (it then parses the whole stamp, or fails)."""
+    if head[10] != "T" or head[13] != ":":
+        return None
+    try:
+        h, m = int(head[11:13]), int(head[14:16])
+        if not (h < 24 and m < 60):
+            return None
+        day = _DAYS.get(head[:10])
+        if day is None:
+            day = calendar.timegm(dt.date.fromisoformat(head[:10]).timetuple())
+            if len(_DAYS) > 100_000:
+                _DAYS.clear()
+            _DAYS[head[:10]] = day
+    except ValueError:
+        return None
+    return day + h * 3600 + m * 60
+
+
+def _column_ts(values: tuple[str, ...]) -> list[int]:
+    """A chunk's timestamp cells as ``build_row`` reads them. The common ``YYYY-MM-DDTHH:MM:SSZ``
+    column is read at once: its minutes computed once each, as ``parse_iso_ts`` computes them, then
+    the seconds added; any other column goes cell by cell through ``build_row``'s own reading."""
+    if min(map(len, values)) == 20 == max(map(len, values)):
+        secs = list(map(_SECOND.get, [v[16:] for v in values]))
+        if None not in secs:
+            heads = [v[:16] for v in values]
+            bases = list(map(_MINUTES.get, heads))
+            if None in bases:
+                if len(_MINUTES) > 500_000:
+                    _MINUTES.clear()
+                for head in dict.fromkeys(heads):
+                    if head not in _MINUTES:
+                        base = _minute_epoch(head)
+                        if base is not None:
+                            _MINUTES[head] = base
+                bases = list(map(_MINUTES.get, heads))
+            if None not in bases:
+                return list(map(add, bases, secs))
+    minute = MINUTE_EPOCH.get
+    return [
+        b + int(v[17:19])
+        if len(v) == 20
+        and v[19] == "Z"
+        and (b := minute(v[:16])) is not None
+        and v[16] == ":"
+        and v[17:19].isdecimal()
+        and v[17:19] < "61"
+        else _row_ts(v)
+        for v in values
+    ]
+
+
+def _row_ts(value: str) -> int:
+    """A CSV timestamp cell as ``build_row`` reads it, with its error reasons."""
+    if not value.strip():
+        raise ValueError("missing timestamp")
+    try:
+        return parse_ts(value)
+    except ValueError:
+        raise ValueError(f"bad timestamp {value!r}") from None
+
+
 def _scalar(v: object) -> str:
     if isinstance(v, bool):
         return str(v).lower()
@@ -486,9 +615,10 @@ class _Builder:
         self.project = options.get("project") or ""
         self.api_key_id = options.get("api_key_id") or ""
         self.source = options.get("source") or "csv"
-        self.seen: set[int] = set()
+        self.seen: set[bytes] = set()
         self.repeats: dict[bytes, int] = {}
         self.providers: dict[tuple[str, str], str] = {}
+        self.canon: dict[str, str] = {}
 
     def build(self, v: dict, n: int, report: ParseReport) -> UsageRecord | None:
         fname = self.fname
@@ -684,6 +814,184 @@ class _Builder:
             cost is not None,
         )
 
+    def build_many(self, rows: list[list[str]], at: list[int], width: int) -> list[UsageRecord] | None:
+        """``build_row`` for a chunk of CSV rows at once, column by column; ``None`` when any row is not
+        plainly valid (wrong width, a value needing an error report), so that the caller builds the
+        chunk row by row and reports exactly what ``build_row`` reports. Same records and keys as
+        ``build_row``: the de-duplication state is only touched once the whole chunk has passed."""
+        n = len(rows)
+        if set(map(len, rows)) != {width}:
+            return None
+        cols = list(zip(*rows))
+        (
+            i_ts,
+            i_prov,
+            i_model,
+            i_user,
+            i_proj,
+            i_key,
+            i_sess,
+            i_id,
+            i_req,
+            i_bucket,
+            i_in,
+            i_cached,
+            i_cw,
+            i_out,
+            i_reason,
+            i_cost,
+        ) = at
+        empty = ("",) * n
+
+        def col(i: int) -> tuple | list:
+            return cols[i] if i < width else empty
+
+        # The text of each integer column as the key's content writes it (str of the value): the cells
+        # themselves where they already are that (ASCII digits, no leading zero).
+        texts: dict[int, list | tuple] = {}
+
+        def ints(i: int, name: str) -> list[int]:
+            if i >= width:
+                value = 1 if name == "requests" else 0
+                texts[i] = [str(value)] * n
+                return [value] * n
+            c = cols[i]
+            joined = "".join(c)
+            if joined.isdecimal() and "" not in c:
+                if joined.isascii() and ("," + ",".join(c)).count(",0") == c.count("0"):
+                    texts[i] = c
+                return list(map(int, c))
+            if name == "requests":
+                return [int(v) if v.isdecimal() else (_int(v, name) if v else 1) for v in c]
+            return [int(v) if v.isdecimal() else _int(v, name) for v in c]
+
+        def text_of(i: int, values: list[int]) -> Iterable[str]:
+            t = texts.get(i)
+            return t if t is not None else map(str, values)
+
+        try:
+            ts = _column_ts(col(i_ts))
+            requests = ints(i_req, "requests")
+            bucket = ints(i_bucket, "bucket_seconds")
+            inp = ints(i_in, "input_tokens")
+            cached = ints(i_cached, "cached_tokens")
+            cw = ints(i_cw, "cache_write_tokens")
+            out = ints(i_out, "output_tokens")
+            reasoning = ints(i_reason, "reasoning_tokens")
+            # A blank-looking cell that is not empty ("  ") fails float: the chunk then goes row by row.
+            costs = [float(v) if v else None for v in col(i_cost)]
+        except ValueError:
+            return None
+        priced = [c for c in costs if c is not None]
+        if any(c != c or c < 0 for c in priced):
+            return None
+        models = list(map(str.strip, col(i_model)))
+        if "" in models:
+            return None
+        pairs = list(zip(col(i_prov), models))
+        known = self.providers
+        providers = list(map(known.get, pairs))
+        if None in providers:
+            for j, (prov_raw, model) in enumerate(pairs):
+                if providers[j] is None:
+                    p = prov_raw.strip().lower() or self.provider or guess_provider(model)
+                    known[(prov_raw, model)] = providers[j] = p
+        if not set(providers).issubset(PROVIDERS):
+            return None
+        if (
+            min(requests) < 0
+            or min(bucket) < 0
+            or min(cached) < 0
+            or min(cw) < 0
+            or min(reasoning) < 0
+            or any(map(gt, map(add, cached, cw), inp))
+            or any(map(gt, reasoning, out))
+        ):
+            return None
+
+        canon = self.canon
+        if len(canon) > 100_000:  # unique per row (session ids): no sharing to gain
+            canon.clear()
+        # One string object per distinct value: the rows of a batch then share them, which halves the
+        # time to send a batch from the parsing process and to read it there (marshal writes shared
+        # objects once).
+        models = list(map(canon.setdefault, models, models))
+
+        def text(i: int, default: str) -> list[str]:
+            if i >= width:
+                return [default] * n
+            c = cols[i]
+            vals = [v.strip() or default for v in c] if default else list(map(str.strip, c))
+            return list(map(canon.setdefault, vals, vals))
+
+        users = text(i_user, self.user)
+        projects = text(i_proj, self.project)
+        api_keys = text(i_key, self.api_key_id)
+        sessions = text(i_sess, "")
+        ids = list(map(str.strip, col(i_id)))
+        # The same text as ``build`` hashes: keys stay stable across versions, so re-importing a file
+        # imported before adds nothing.
+        contents = list(
+            map(
+                "|".join,
+                zip(
+                    map(str, ts),
+                    providers,
+                    models,
+                    users,
+                    projects,
+                    api_keys,
+                    sessions,
+                    text_of(i_bucket, bucket),
+                    text_of(i_req, requests),
+                    text_of(i_in, inp),
+                    text_of(i_cached, cached),
+                    text_of(i_cw, cw),
+                    text_of(i_out, out),
+                    text_of(i_reason, reasoning),
+                    ["" if c is None else repr(c) for c in costs],
+                ),
+            )
+        )
+        if any(ids):
+            contents = [c for c, row_id in zip(contents, ids) if not row_id]
+        digests = [blake2b(c.encode(), digest_size=16).digest() for c in contents]
+        shorts = [d[:8] for d in digests]
+        if len(set(shorts)) == len(shorts) and self.seen.isdisjoint(shorts):
+            self.seen.update(shorts)
+            hashed = ["csv:" + d.hex() for d in digests]
+        else:
+            hashed = list(map(self._key, contents))
+        if len(hashed) == n:
+            keys = hashed
+        else:
+            it = iter(hashed)
+            keys = [f"csv:id:{row_id}" if row_id else next(it) for row_id in ids]
+        return list(
+            map(
+                UsageRecord,
+                ts,
+                providers,
+                models,
+                keys,
+                repeat(self.source),
+                users,
+                projects,
+                api_keys,
+                sessions,
+                bucket,
+                requests,
+                inp,
+                cached,
+                cw,
+                repeat(0),
+                out,
+                reasoning,
+                costs,
+                [c is not None for c in costs],
+            )
+        )
+
     @staticmethod
     def _reason(
         ts: int,
@@ -717,7 +1025,7 @@ class _Builder:
 
     def _key(self, content: str) -> str:
         digest = hashlib.blake2b(content.encode(), digest_size=16).digest()
-        short = int.from_bytes(digest[:8], "little")
+        short = digest[:8]
         k = 0
         if short in self.seen:
             k = self.repeats.get(digest, 0) + 1

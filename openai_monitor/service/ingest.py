@@ -140,7 +140,7 @@ def run_import(
     if forks:
         source = batches_in_forks(adapter, todo, stats, options, pricer, forks)
     elif in_worker:
-        source = batches_in_worker(adapter, todo, stats, options, pricer_factory)
+        source = batches_in_worker(adapter, todo, stats, options, pricer_factory, pricer=pricer)
     else:
         source = produce_batches(adapter, todo, stats, options, pricer, per_file=on_progress)
     # A batch holds 100k records: each of CPython's full collections would walk all of them, and they
@@ -202,12 +202,16 @@ def produce_batches(
     per_file: Callable[[int, int], None] | None = None,
     batch_records: int | None = None,
     batch_files: int | None = None,
+    ramp_from: int | None = None,
 ) -> Iterator[Batch]:
     """Read TODO files ``(path, offset, state)`` in order with one shared ``run`` dict and cut them into
     priced batches. A file failing to read ends the stream with a batch carrying the error and the
     files read completely before it."""
     batch_records = batch_records or BATCH_RECORDS
     batch_files = batch_files or BATCH_FILES
+    # ``ramp_from``: the first batches are smaller (growing by a quarter up to batch_records), so a writer in
+    # another process starts early instead of waiting for a whole batch to be parsed.
+    limit = min(ramp_from or batch_records, batch_records)
     run: dict[str, Any] = {}
     # Small files (one Claude session each) are grouped: several files' records and progress go in one
     # transaction, so a crash still leaves the database as it was before that batch. Adapters whose later
@@ -242,8 +246,9 @@ def produce_batches(
         try:
             for rec in adapter.read(p, offset=offset, state=state, run=run, report=report, options=options):
                 batch.append(rec)
-                if len(batch) >= batch_records:
+                if len(batch) >= limit:
                     yield cut(batch)
+                    limit = min(limit * 5 // 4, batch_records)
                     batch = []
                     file_start = 0
         except Exception as e:

@@ -141,11 +141,14 @@ def test_worker_path_is_used_for_big_files_only(tmp_path: Path) -> None:
     assert res.inserted == 10
 
 
-def test_a_failing_batch_leaves_the_database_as_before_it(tmp_path: Path, small_batches: None) -> None:
+def test_a_failing_batch_leaves_the_database_as_before_it(
+    tmp_path: Path, small_batches: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ingest, "GROUP_ROWS", 1400)  # the writer joins the worker's batches two by two
     f = _csv(tmp_path / "big.csv", 0, 3000)
     db = tmp_path / "crash.db"
     store = Store(f"sqlite:///{db}")
-    # A real failure inside the third transaction: SQLite aborts the insert of one row of it.
+    # A real failure inside the second transaction: SQLite aborts the insert of one row of it.
     with store.engine.begin() as conn:
         conn.exec_driver_sql(
             "CREATE TRIGGER boom BEFORE INSERT ON usage_records WHEN NEW.dedup_key = 'csv:id:r1500' "
@@ -154,8 +157,8 @@ def test_a_failing_batch_leaves_the_database_as_before_it(tmp_path: Path, small_
     factory = partial(make_pricer, load_settings())
     with pytest.raises(StoreError, match="disk on fire"):
         run_import(store, get_adapter("csv"), files=[f], options={}, pricer_factory=factory)
-    # Batches of 700: the first two committed (no progress yet: the file was not finished), the third
-    # left nothing behind, and the rollups equal the rows that are there.
+    # Batches of 700 written two per transaction: the first two committed (no progress yet: the file
+    # was not finished), the next two (r1400-r2799) left nothing behind, and the rollups equal the rows that are there.
     assert store.count() == 1400
     assert store.get_progress("csv") == {}
     assert _rounded(_dump(db)["rollup"]) == _rebuilt_rollup(db)

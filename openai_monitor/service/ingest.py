@@ -21,6 +21,8 @@ from ..errors import InputError
 BATCH_RECORDS = 100_000
 # Files whose progress may share one transaction (with at most BATCH_RECORDS records in all).
 BATCH_FILES = 500
+# Rows a parsing process sends that are written in one transaction (its batches are sized for the pipe).
+GROUP_ROWS = 500_000
 
 
 @dataclass
@@ -119,6 +121,30 @@ def run_import(
         result.inserted += ins
         result.duplicates += dup
 
+    def write_group(first: Batch, rest: Iterator[Batch]) -> Batch | None:
+        """FIRST and the row batches that follow it, up to GROUP_ROWS rows, in one transaction (received
+        while it is open). Returns a batch that could not join it (one carrying a reading error), if any."""
+        left: list[Batch] = []
+
+        def chunks() -> Iterator[tuple[list[tuple], list[tuple] | None, list[FileProgress]]]:
+            b: Batch | None = first
+            n = 0
+            while b is not None:
+                if b.error is not None or b.rows is None:
+                    left.append(b)
+                    return
+                account(b)
+                yield b.rows, b.deltas, b.progress
+                n += len(b.rows)
+                if n >= GROUP_ROWS:
+                    return
+                b = next(rest, None)
+
+        ins, dup = store.ingest_row_batches(chunks(), replace=replace, now=now)
+        result.inserted += ins
+        result.duplicates += dup
+        return left[0] if left else None
+
     def account(b: Batch) -> None:
         nonlocal done_bytes
         result.report.merge(b.report)
@@ -147,8 +173,14 @@ def run_import(
     # hold no reference cycles (measured: 1M CSV rows 23.0 s -> 20.5 s without collections).
     gc_was_enabled = gc.isenabled()
     gc.disable()
+    group = in_worker and hasattr(store, "ingest_row_batches") and not replace
+    rest = iter(source)
     try:
-        for b in source:
+        for b in rest:
+            if group and b.error is None and b.rows is not None:
+                b = write_group(b, rest)
+                if b is None:
+                    continue
             account(b)
             if b.error is not None:
                 # Reading a file failed: the files read completely before it are kept, as with one

@@ -425,41 +425,36 @@ class Store:
         """``ingest`` of records already turned into row tuples (``record_rows``), e.g. by a parsing
         process. ``deltas`` are ``rollup_deltas(rows)`` computed there too: used when every row is new
         (with duplicates the rollups are summed from the rows actually stored, as ``ingest`` does)."""
-        now = int(time.time()) if now is None else now
-        if not db.is_sqlite(self.url):  # sqlite3 stores bools as 0/1 itself; other drivers need ints
-            rows = [tuple(int(v) if i in _BOOL_IDX else v for i, v in enumerate(r)) for r in rows]
-        args = (rows, progress, replace, now, deltas)
-        raw = self._own_raw()
-        if raw is not None:
-            cur = raw.cursor()
-            try:
-                cur.execute("BEGIN")
-                try:
-                    inserted = self._write(cur, "qmark", *args)
-                    cur.execute("COMMIT")
-                except BaseException:
-                    if raw.in_transaction:
-                        raw.rollback()
-                    raise
-            except sqlite3.Error as e:
-                raise StoreError(f"import rolled back, nothing was written: {e}") from e
-            finally:
-                cur.close()
-            return inserted, len(rows) - inserted
-        from sqlalchemy.exc import SQLAlchemyError
+        return self.ingest_row_batches([(rows, deltas, progress)], replace=replace, now=now)
 
+    def ingest_row_batches(
+        self,
+        batches: Iterable[tuple[list[tuple], list[tuple] | None, Sequence[FileProgress]]],
+        *,
+        replace: bool = False,
+        now: int | None = None,
+    ) -> tuple[int, int]:
+        """Several ``ingest_rows`` batches ``(rows, deltas, progress)`` in ONE transaction: the batches a
+        parsing process sends are sized for the pipe, while fewer, larger transactions write each page
+        of the WAL and checkpoint fewer times (1M CSV rows: commits 1.4 s in batches of 100k, 0.6 s in
+        one). ``batches`` may be a generator that receives them meanwhile."""
+        now = int(time.time()) if now is None else now
+        inserted = seen = 0
+        errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+        if self._own_raw() is None:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            errors = (SQLAlchemyError, *_driver_errors(self.engine))
         try:
-            with self.engine.begin() as conn:
-                # The raw DB-API cursor inside SQLAlchemy's transaction: per-statement SQLAlchemy overhead
-                # dominates small batches (one per log file) and adds up on big ones.
-                cur = conn.connection.driver_connection.cursor()
-                try:
-                    inserted = self._write(cur, conn.dialect.paramstyle, *args)
-                finally:
-                    cur.close()
-        except (SQLAlchemyError, *_driver_errors(self.engine)) as e:
+            with self._transaction() as (cur, paramstyle):
+                for rows, deltas, progress in batches:
+                    if not db.is_sqlite(self.url):
+                        rows = [tuple(int(v) if i in _BOOL_IDX else v for i, v in enumerate(r)) for r in rows]
+                    inserted += self._write(cur, paramstyle, rows, progress, replace, now, deltas)
+                    seen += len(rows)
+        except errors as e:
             raise StoreError(f"import rolled back, nothing was written: {e}") from e
-        return inserted, len(rows) - inserted
+        return inserted, seen - inserted
 
     def _write(
         self,
@@ -543,15 +538,15 @@ class Store:
                 _shadow_where(cur, f"ts >= {min(days)} AND ts < {max(days) + 86400} AND {base}")
 
     @contextmanager
-    def _transaction(self) -> Iterator[tuple[Any, dict[str, str]]]:
-        """A DB-API cursor inside one transaction, and the statements in its driver's placeholder style."""
+    def _transaction(self) -> Iterator[tuple[Any, str]]:
+        """A DB-API cursor inside one transaction, and its driver's placeholder style."""
         raw = self._own_raw()
         if raw is not None:
             cur = raw.cursor()
             try:
                 cur.execute("BEGIN")
                 try:
-                    yield cur, _sql_for("qmark")
+                    yield cur, "qmark"
                     cur.execute("COMMIT")
                 except BaseException:
                     if raw.in_transaction:
@@ -563,7 +558,7 @@ class Store:
         with self.engine.begin() as conn:
             cur = conn.connection.driver_connection.cursor()
             try:
-                yield cur, _sql_for(conn.dialect.paramstyle)
+                yield cur, conn.dialect.paramstyle
             finally:
                 cur.close()
 
@@ -577,7 +572,8 @@ class Store:
             )
         if mode not in s.PRECEDENCE_MODES:
             raise InputError(f"unknown precedence {mode!r}; use {' or '.join(s.PRECEDENCE_MODES)}")
-        with self._transaction() as (cur, sql):
+        with self._transaction() as (cur, paramstyle):
+            sql = _sql_for(paramstyle)
             policy = self._policy(cur, sql)
             policy[provider] = mode
             cur.execute(sql["set_meta"], (_PRECEDENCE_KEY, json.dumps(policy, sort_keys=True)))

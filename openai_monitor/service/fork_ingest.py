@@ -111,12 +111,15 @@ def batches_in_forks(
     from multiprocessing import Pipe
     from multiprocessing.connection import wait
 
+    from .parallel_ingest import _widen
+
     parts = shards(adapter, todo, stats, n)
     conns: list[Any] = []
     pids: list[int] = []
     try:
         for part in parts:
             recv, send = Pipe(duplex=False)
+            _widen(send.fileno())
             pid = os.fork()
             if pid == 0:  # the worker: never returns into the caller's frames
                 code = 0

@@ -9,7 +9,7 @@
     ``oaim import claude-code --path`` (a fresh process, as a user runs it), beside ccusage 20.0.24 on the
     same files, with both token totals printed; then a repeat import of the unchanged logs.
 
-Usage: python benchmarks/ingest.py [--rows 1000000] [--size 200MB] [--dir /tmp/oaim-ingest-bench]
+Usage: python benchmarks/ingest.py [--rows 1000000] [--rounds 3] [--size 200MB] [--dir /tmp/oaim-ingest-bench]
                                    [--no-ccusage] [--skip-a] [--skip-b]
 The last line printed is one JSON object with every figure.
 """
@@ -17,11 +17,13 @@ The last line printed is one JSON object with every figure.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import random
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,7 +138,7 @@ def rollups_match_raw(db_path: Path) -> bool:
     return ok
 
 
-def bench_rows(work: Path, n_rows: int) -> dict:
+def bench_rows(work: Path, n_rows: int, rounds: int = 3) -> dict:
     from openai_monitor.config import load_settings
     from openai_monitor.domain import ParseReport
     from openai_monitor.service.ingest import BATCH_RECORDS, run_import
@@ -199,6 +201,22 @@ def bench_rows(work: Path, n_rows: int) -> dict:
     del records
     t_raw = raw_executemany(work / "a_raw.db", rows, _INSERT_COLUMNS)
 
+    # The import and its baseline again, alternately: one run of each swings by +-0.4 s on a shared
+    # machine, so the figures are the medians over ROUNDS and each round's ratio is printed.
+    raws, imports = [t_raw], [t_import]
+    for _ in range(rounds - 1):
+        store = fresh_store(work / "a_import_parallel.db")
+        t = time.perf_counter()
+        result = run_import(
+            store, adapter, path=csv_path, options=options, pricer=pricer, pricer_factory=factory
+        )
+        imports.append(time.perf_counter() - t)
+        store.dispose()
+        import_ok &= result.inserted == n_rows and rollups_match_raw(work / "a_import_parallel.db")
+        raws.append(raw_executemany(work / "a_raw.db", rows, _INSERT_COLUMNS))
+    t_raw, t_import = statistics.median(raws), statistics.median(imports)
+    ratios = [r / i for r, i in zip(raws, imports)]
+
     out = {
         "rows": n_rows,
         "raw_executemany_rows_s": round(n_rows / t_raw),
@@ -208,6 +226,7 @@ def bench_rows(work: Path, n_rows: int) -> dict:
         "csv_parse_rows_s": round(n_rows / t_parse),
         "pricing_rows_s": round(n_rows / t_price),
         "import_vs_raw": round(t_raw / t_import, 3),
+        "import_vs_raw_rounds": [round(x, 3) for x in ratios],
         "import_in_process_vs_raw": round(t_raw / t_serial, 3),
         "ingest_vs_raw": round(t_raw / t_ingest, 3),
         "rollups_consistent": import_ok and ingest_ok,
@@ -223,6 +242,10 @@ def bench_rows(work: Path, n_rows: int) -> dict:
         ("  of which not in the store: pricing", t_price),
     ):
         print(f"{label:44}{secs:9.2f}{n_rows / secs:11,.0f}{t_raw / secs:8.2f}")
+    print(
+        f"raw and parsing-process import: medians of {rounds} alternate runs; per round, raw / import = "
+        + ", ".join(f"{x:.2f}" for x in ratios)
+    )
     print(f"rollups equal the raw table's sums: {out['rollups_consistent']}")
     return out
 
@@ -294,9 +317,16 @@ def bench_claude(work: Path, size: str, use_ccusage: bool) -> dict:
     for f in files:
         f.read_bytes()
 
+    # An installed wheel has its modules compiled by pip; a checkout run under PYTHONDONTWRITEBYTECODE
+    # would compile about 40 of them (0.07 s) in every run.
+    compileall.compile_dir(REPO / "openai_monitor", quiet=1)
     home = work / "b_home"
-    shutil.rmtree(home, ignore_errors=True)
-    t_first, first = oaim(home, "import", "claude-code", "--path", str(logs), "--json")
+    t_first, first = float("inf"), {}
+    for _ in range(2):  # best of two from an empty home, as ccusage below
+        shutil.rmtree(home, ignore_errors=True)
+        t, res = oaim(home, "import", "claude-code", "--path", str(logs), "--json")
+        if t < t_first:
+            t_first, first = t, res
     t_repeat, repeat = oaim(home, "import", "claude-code", "--path", str(logs), "--json")
     ours = our_daily_totals(home / "usage.db")
     truth = json.loads((logs / "ground_truth.json").read_text())
@@ -323,9 +353,9 @@ def bench_claude(work: Path, size: str, use_ccusage: bool) -> dict:
         "oaim_totals": our_tot,
     }
     print(f"\n(b) Claude Code logs: {mb:.1f} MB in {len(files)} files")
-    print(f"{'':44}{'seconds':>9}{'MB/s':>9}")
-    print(f"{'oaim import claude-code (fresh process)':44}{t_first:9.2f}{mb / t_first:9.1f}")
-    print(f"{'  of which run_import itself':44}{first['seconds']:9.2f}{mb / first['seconds']:9.1f}")
+    print(f"{'':52}{'seconds':>9}{'MB/s':>9}")
+    print(f"{'oaim import claude-code (fresh process, best of 2)':52}{t_first:9.2f}{mb / t_first:9.1f}")
+    print(f"{'  of which run_import itself':52}{first['seconds']:9.2f}{mb / first['seconds']:9.1f}")
 
     binary, why = find_ccusage(work) if use_ccusage else (None, "--no-ccusage given")
     if binary is None:
@@ -352,7 +382,8 @@ def bench_claude(work: Path, size: str, use_ccusage: bool) -> dict:
             tot.get("cacheCreationTokens"),
             tot.get("cacheReadTokens"),
         ]
-        print(f"{f'ccusage {CCUSAGE_VERSION} daily --json --offline':44}{best:9.2f}{mb / best:9.1f}")
+        label = f"ccusage {CCUSAGE_VERSION} daily --json --offline (best of 2)"
+        print(f"{label:52}{best:9.2f}{mb / best:9.1f}")
         print(f"oaim / ccusage speed: {best / t_first:.2f}")
         out.update(
             {
@@ -420,6 +451,7 @@ def main() -> None:
     ap.add_argument("--no-ccusage", action="store_true")
     ap.add_argument("--skip-a", action="store_true")
     ap.add_argument("--skip-b", action="store_true")
+    ap.add_argument("--rounds", type=int, default=3, help="alternate runs of (a)'s import and its baseline")
     args = ap.parse_args()
     work = Path(args.dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -428,7 +460,7 @@ def main() -> None:
     shutil.rmtree(work / "a_home", ignore_errors=True)
     figures: dict = {}
     if not args.skip_a:
-        figures.update(bench_rows(work, args.rows))
+        figures.update(bench_rows(work, args.rows, max(args.rounds, 1)))
     if not args.skip_b:
         figures.update(bench_claude(work, args.size, not args.no_ccusage))
     print(json.dumps(figures))

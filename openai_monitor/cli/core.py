@@ -46,8 +46,8 @@ def _run_import(
     adapter = get_adapter(source)
     files = adapter.discover(path)
     store = st.store
-    pricer = make_pricer(st.settings)
-    # Picklable: lets a large import parse and price in a second process while this one writes.
+    # Picklable: lets a large import parse and price in a second process while this one writes; the
+    # import builds its Pricer from it only when there is something new to read.
     factory = functools.partial(make_pricer, st.settings)
     total = sum(_stat(f).st_size for f in files)
     show_bar = not json_out and total > 8 * 1024 * 1024
@@ -75,15 +75,12 @@ def _run_import(
                 adapter,
                 files=files,
                 options=options,
-                pricer=pricer,
                 pricer_factory=factory,
                 full=full,
                 on_progress=lambda done, _t: bar.update(task, completed=done),
             )
     else:
-        result = run_import(
-            store, adapter, files=files, options=options, pricer=pricer, pricer_factory=factory, full=full
-        )
+        result = run_import(store, adapter, files=files, options=options, pricer_factory=factory, full=full)
     unpriced = store.unpriced_models()
     if json_out:
         out = result.as_dict()

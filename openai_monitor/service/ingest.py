@@ -119,7 +119,7 @@ def run_import(
     def store_batch(b: Batch) -> None:
         if b.rows is not None:
             ins, dup = store.ingest_rows(
-                b.rows, progress=b.progress, replace=replace, now=now, deltas=b.deltas
+                b.rows, progress=b.progress, replace=replace, now=now, deltas=b.deltas, consts=b.consts
             )
         else:
             ins, dup = store.ingest(b.records, progress=b.progress, replace=replace, now=now)
@@ -131,7 +131,7 @@ def run_import(
         while it is open). Returns a batch that could not join it (one carrying a reading error), if any."""
         left: list[Batch] = []
 
-        def chunks() -> Iterator[tuple[list[tuple], list[tuple] | None, list[FileProgress]]]:
+        def chunks() -> Iterator[tuple[list[tuple], list[tuple] | None, list[FileProgress], dict | None]]:
             b: Batch | None = first
             n = 0
             while b is not None:
@@ -139,7 +139,7 @@ def run_import(
                     left.append(b)
                     return
                 account(b)
-                yield b.rows, b.deltas, b.progress
+                yield b.rows, b.deltas, b.progress, b.consts
                 n += len(b.rows)
                 if n >= GROUP_ROWS:
                     return
@@ -227,6 +227,8 @@ class Batch:
     rows: list[tuple] | None = None
     deltas: list[tuple] | None = None
     error: BaseException | None = None
+    # Columns left out of ``rows`` because every row holds the same value (``split_constants``).
+    consts: dict[int, Any] | None = None
 
 
 def produce_batches(

@@ -79,6 +79,26 @@ class UsageRecord:
         return None
 
 
+# Passed in an adapter's ``options`` by a parsing process: the adapter may then yield RecordColumns.
+COLUMNS_OPTION = "_record_columns"
+
+
+class RecordColumns:
+    """A chunk of records held as columns, one sequence per UsageRecord field in field order: what an
+    adapter may yield instead of records when ``options[COLUMNS_OPTION]`` is set (a parsing process,
+    which needs columns anyway and saves building one object per record). Values are exactly those
+    the records would hold."""
+
+    __slots__ = ("columns", "n")
+
+    def __init__(self, columns: list, n: int) -> None:
+        self.columns = columns
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+
 @dataclass(slots=True)
 class LineError:
     """A malformed input line: reported as ``file:line: reason``."""

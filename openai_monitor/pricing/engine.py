@@ -35,7 +35,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import date, datetime, timezone
 from typing import Any
 
@@ -239,6 +239,14 @@ class _Override:
 _Hit = tuple[_Provider, _Model, bool]  # provider whose data priced it, model, reached via fallback provider
 
 
+_F = {f.name: i for i, f in enumerate(fields(UsageRecord))}
+_F_TS, _F_PROVIDER, _F_MODEL, _F_TIER = _F["ts"], _F["provider"], _F["model"], _F["service_tier"]
+_F_REPORTED, _F_COST, _F_VERSION = _F["cost_reported"], _F["cost_usd"], _F["price_version"]
+_F_INPUT, _F_CACHED, _F_REQUESTS = _F["input_tokens"], _F["cached_input_tokens"], _F["requests"]
+_F_CW, _F_CW1 = _F["cache_write_tokens"], _F["cache_write_1h_tokens"]
+_F_OUTPUT, _F_REASONING = _F["output_tokens"], _F["reasoning_tokens"]
+
+
 class Pricer:
     """Prices records from a snapshot (bundled by default) plus user overrides (which win)."""
 
@@ -377,6 +385,43 @@ class Pricer:
             rec.cost_usd = total / 1_000_000
             rec.price_version = version
             yield rec
+
+    def apply_columns(self, cols: list[list]) -> None:
+        """``apply`` on records held as columns (one list per UsageRecord field, in field order): fills
+        the cost_usd and price_version lists in place, with the same arithmetic as ``apply``."""
+        cost_c, version_c = cols[_F_COST], cols[_F_VERSION]
+        cache = self._entry_cache
+        entry_for = self._entry
+        for i, (reported, prov, model, tier, ts) in enumerate(
+            zip(cols[_F_REPORTED], cols[_F_PROVIDER], cols[_F_MODEL], cols[_F_TIER], cols[_F_TS])
+        ):
+            if reported:
+                continue
+            entry = cache.get((prov, model, tier, ts // 86400), False)
+            if entry is False or entry is True:
+                entry = entry_for(prov, model, tier, ts)
+            if entry is None:
+                cost_c[i] = None
+                version_c[i] = None
+                continue
+            rates, tiers, version = entry
+            inp = cols[_F_INPUT][i]
+            if tiers:
+                n = cols[_F_REQUESTS][i]
+                per_request = inp / n if n > 0 else inp
+                for threshold, tier_rates in tiers:
+                    if per_request > threshold:
+                        rates = tier_rates
+            cached = cols[_F_CACHED][i]
+            cw = cols[_F_CW][i]
+            cw1 = cols[_F_CW1][i]
+            r_in, r_cr, r_cw5, r_cw1, r_out, r_rs = rates
+            total = (inp - cached - cw) * r_in + cached * r_cr + (cw - cw1) * r_cw5 + cw1 * r_cw1
+            total += cols[_F_OUTPUT][i] * r_out
+            if r_rs:
+                total += cols[_F_REASONING][i] * r_rs
+            cost_c[i] = total / 1_000_000
+            version_c[i] = version
 
     def list_models(self, ts: int, providers: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Models with their prices per 1M tokens at ``ts``; overrides first (for ``oaim models``)."""

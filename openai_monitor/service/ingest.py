@@ -10,12 +10,13 @@ import gc
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ..domain import FileProgress, ParseReport, UsageRecord
+from ..domain import COLUMNS_OPTION, FileProgress, ParseReport, RecordColumns, UsageRecord
 from ..errors import InputError
 
 BATCH_RECORDS = 100_000
@@ -229,6 +230,8 @@ class Batch:
     error: BaseException | None = None
     # Columns left out of ``rows`` because every row holds the same value (``split_constants``).
     consts: dict[int, Any] | None = None
+    # The records as one list per UsageRecord field (``produce_batches(columnar=True)``), not as objects.
+    columns: list[list] | None = None
 
 
 def produce_batches(
@@ -242,10 +245,12 @@ def produce_batches(
     batch_records: int | None = None,
     batch_files: int | None = None,
     ramp_from: int | None = None,
+    columnar: bool = False,
 ) -> Iterator[Batch]:
     """Read TODO files ``(path, offset, state)`` in order with one shared ``run`` dict and cut them into
     priced batches. A file failing to read ends the stream with a batch carrying the error and the
-    files read completely before it."""
+    files read completely before it. ``columnar``: batches carry their records as ``columns`` (one
+    list per UsageRecord field), taken as such from adapters that can yield RecordColumns."""
     batch_records = batch_records or BATCH_RECORDS
     batch_files = batch_files or BATCH_FILES
     # ``ramp_from``: the first batches are smaller (growing by a quarter up to batch_records), so a writer in
@@ -257,24 +262,34 @@ def produce_batches(
     # copy of a key replaces the stored one keep one file per batch: across files the last copy must win.
     group = not bool(getattr(adapter, "replace", False))
     total_bytes = sum(max(stats[p].st_size - off, 0) for p, off, _ in todo)
-    batch: list[UsageRecord] = []
+    read_options = {**options, COLUMNS_OPTION: True} if columnar else options
+    batch: list[UsageRecord | RecordColumns] = []
+    count = 0  # records in batch
     pending: list[FileProgress] = []
     reports = ParseReport()
     files_read = bytes_read = done_bytes = 0
 
-    def cut(records: list[UsageRecord], error: BaseException | None = None) -> Batch:
+    def cut(records: list[Any], error: BaseException | None = None) -> Batch:
         nonlocal pending, reports, files_read, bytes_read
-        recs = list(pricer.apply(records)) if pricer is not None else records
-        b = Batch(
-            recs,
-            pending,
-            reports,
-            files_read,
-            bytes_read,
-            done_bytes,
-            sum(1 for r in recs if r.cost_usd is None),
-            error=error,
-        )
+        if columnar:
+            cols = as_columns(records)
+            if pricer is not None:
+                pricer.apply_columns(cols)
+            b = Batch([], pending, reports, files_read, bytes_read, done_bytes, cols[_COST].count(None))
+            b.columns = cols
+            b.error = error
+        else:
+            recs = list(pricer.apply(records)) if pricer is not None else records
+            b = Batch(
+                recs,
+                pending,
+                reports,
+                files_read,
+                bytes_read,
+                done_bytes,
+                sum(1 for r in recs if r.cost_usd is None),
+                error=error,
+            )
         pending, reports, files_read, bytes_read = [], ParseReport(), 0, 0
         return b
 
@@ -283,12 +298,31 @@ def produce_batches(
         report = ParseReport()
         file_start = len(batch)
         try:
-            for rec in adapter.read(p, offset=offset, state=state, run=run, report=report, options=options):
+            for rec in adapter.read(
+                p, offset=offset, state=state, run=run, report=report, options=read_options
+            ):
+                if type(rec) is RecordColumns:
+                    # Cut where a batch of records would be cut: at exactly ``limit`` records.
+                    while count + rec.n >= limit:
+                        k = limit - count
+                        batch.append(RecordColumns([c[:k] for c in rec.columns], k))
+                        yield cut(batch)
+                        limit = min(limit * 5 // 4, batch_records)
+                        batch = []
+                        count = 0
+                        file_start = 0
+                        rec = RecordColumns([c[k:] for c in rec.columns], rec.n - k)
+                    if rec.n:
+                        batch.append(rec)
+                        count += rec.n
+                    continue
                 batch.append(rec)
-                if len(batch) >= limit:
+                count += 1
+                if count >= limit:
                     yield cut(batch)
                     limit = min(limit * 5 // 4, batch_records)
                     batch = []
+                    count = 0
                     file_start = 0
         except Exception as e:
             yield cut(batch[:file_start] if pending else [], error=e)
@@ -312,10 +346,38 @@ def produce_batches(
         if not group or len(pending) >= batch_files:
             yield cut(batch)
             batch = []
+            count = 0
         if per_file:
             per_file(done_bytes, total_bytes)
     if pending or batch:
         yield cut(batch)
+
+
+_GETTERS = [attrgetter(f.name) for f in fields(UsageRecord)]
+_COST = [f.name for f in fields(UsageRecord)].index("cost_usd")
+
+
+def as_columns(items: Sequence[UsageRecord | RecordColumns]) -> list[list]:
+    """Records and RecordColumns chunks, in order, as one list per UsageRecord field."""
+    cols: list[list] = [[] for _ in _GETTERS]
+    run: list[UsageRecord] = []
+
+    def flush() -> None:
+        for col, get in zip(cols, _GETTERS):
+            col.extend(map(get, run))
+        run.clear()
+
+    for item in items:
+        if type(item) is RecordColumns:
+            if run:
+                flush()
+            for col, values in zip(cols, item.columns):
+                col.extend(values)
+        else:
+            run.append(item)
+    if run:
+        flush()
+    return cols
 
 
 def _counts(r: ImportResult) -> dict[str, int]:

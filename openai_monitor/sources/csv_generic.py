@@ -46,7 +46,7 @@ from pathlib import Path
 
 import orjson
 
-from openai_monitor.domain import PROVIDERS, ParseReport, UsageRecord
+from openai_monitor.domain import COLUMNS_OPTION, PROVIDERS, ParseReport, RecordColumns, UsageRecord
 from openai_monitor.errors import InputError
 from openai_monitor.sources.base import (
     LONG_LINE,
@@ -219,7 +219,7 @@ class CsvAdapter:
         run: dict,
         report: ParseReport,
         options: dict,
-    ) -> Iterator[UsageRecord]:
+    ) -> Iterator[UsageRecord | RecordColumns]:
         fmt = (options.get("format") or "generic").lower()
         if fmt not in ("generic", "burstgpt"):
             raise InputError(f"unknown CSV format {fmt!r}; use --format generic or --format burstgpt")
@@ -284,7 +284,7 @@ class CsvAdapter:
 
     def _generic_csv(
         self, reader: LineReader, fname: str, report: ParseReport, options: dict
-    ) -> Iterator[UsageRecord]:
+    ) -> Iterator[UsageRecord | RecordColumns]:
         current = [0]
         # Unreadable lines (n, reason), reported in line order with the rows' own errors: rows are
         # checked a chunk at a time, after the reader has skipped the chunk's bad lines.
@@ -328,7 +328,18 @@ class CsvAdapter:
         at = [cols.get(f, width) for f in _ROW_FIELDS]
         build = builder.build_row
 
-        def built(chunk: list[list[str]], lines: list[int] | tuple[int, ...]) -> Iterator[UsageRecord]:
+        columnar = bool(options.get(COLUMNS_OPTION))
+
+        def built(
+            chunk: list[list[str]], lines: list[int] | tuple[int, ...]
+        ) -> Iterator[UsageRecord | RecordColumns]:
+            if columnar:
+                columns = builder.build_columns(chunk, at, width)
+                if columns is not None:
+                    flush(lines[-1])
+                    report.records += len(chunk)
+                    yield RecordColumns(columns, len(chunk))
+                    return
             recs = builder.build_many(chunk, at, width)
             if recs is not None:
                 flush(lines[-1])
@@ -819,6 +830,12 @@ class _Builder:
         plainly valid (wrong width, a value needing an error report), so that the caller builds the
         chunk row by row and reports exactly what ``build_row`` reports. Same records and keys as
         ``build_row``: the de-duplication state is only touched once the whole chunk has passed."""
+        cols = self.build_columns(rows, at, width)
+        # The last three fields (price_version, service_tier, tokens_estimated) keep their defaults.
+        return None if cols is None else list(map(UsageRecord, *cols[:-3]))
+
+    def build_columns(self, rows: list[list[str]], at: list[int], width: int) -> list[list] | None:
+        """``build_many``'s records as columns, one list per UsageRecord field in field order."""
         n = len(rows)
         if set(map(len, rows)) != {width}:
             return None
@@ -967,30 +984,30 @@ class _Builder:
         else:
             it = iter(hashed)
             keys = [f"csv:id:{row_id}" if row_id else next(it) for row_id in ids]
-        return list(
-            map(
-                UsageRecord,
-                ts,
-                providers,
-                models,
-                keys,
-                repeat(self.source),
-                users,
-                projects,
-                api_keys,
-                sessions,
-                bucket,
-                requests,
-                inp,
-                cached,
-                cw,
-                repeat(0),
-                out,
-                reasoning,
-                costs,
-                [c is not None for c in costs],
-            )
-        )
+        return [
+            ts,
+            providers,
+            models,
+            keys,
+            [self.source] * n,
+            users,
+            projects,
+            api_keys,
+            sessions,
+            bucket,
+            requests,
+            inp,
+            cached,
+            cw,
+            [0] * n,
+            out,
+            reasoning,
+            costs,
+            [c is not None for c in costs],
+            [None] * n,
+            [""] * n,
+            [False] * n,
+        ]
 
     @staticmethod
     def _reason(

@@ -2,7 +2,8 @@
 
 Each batch (up to 500 small files, or 100k records) is one transaction together with its files' progress,
 so a crash leaves the database as it was before that batch, and re-running adds nothing twice (records
-carry stable de-duplication keys)."""
+carry stable de-duplication keys). Batches from a parsing process (small, to keep both processes busy)
+are joined into transactions of up to GROUP_ROWS records, with the same guarantee per transaction."""
 
 from __future__ import annotations
 

@@ -474,7 +474,6 @@ def reset_cmd(
         typer.echo("also removed: " + ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in derived.items()))
 
 
-# Organisation-wide usage APIs report the same calls the proxy, SDK hooks and CLI logs record one by one.
 def doctor_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json")) -> None:
     """Check the home directory, database, config and sources, and say what to fix."""
     import os

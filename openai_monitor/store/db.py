@@ -42,6 +42,16 @@ def _sqlite_pragmas(conn: Any) -> None:
     cur.close()
 
 
+def _make_parent(path: Path) -> None:
+    """The directory of a SQLite file, made if missing."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise StoreError(
+            f"cannot create {path.parent}: {e}; set OAIM_HOME or --db to a writable place"
+        ) from e
+
+
 def connect_sqlite(url: str, *, create: bool = False) -> sqlite3.Connection:
     """A stdlib connection to a SQLite file with the store's pragmas (``create``: its directory is made
     first); transactions are begun and committed explicitly, as the engine's connections do."""
@@ -49,12 +59,7 @@ def connect_sqlite(url: str, *, create: bool = False) -> sqlite3.Connection:
     if path is None:
         raise StoreError(f"{url} is not a SQLite file URL; pass sqlite:///PATH")
     if create:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(
-                f"cannot create {path.parent}: {e}; set OAIM_HOME or --db to a writable place"
-            ) from e
+        _make_parent(path)
     try:
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         _sqlite_pragmas(conn)
@@ -73,12 +78,7 @@ def make_engine(url: str):
     if is_sqlite(url):
         path = sqlite_path(url)
         if path is not None:
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as e:
-                raise StoreError(
-                    f"cannot create {path.parent}: {e}; set OAIM_HOME or --db to a writable place"
-                ) from e
+            _make_parent(path)
         engine = create_engine(url, connect_args={"timeout": 30})
 
         @event.listens_for(engine, "connect")

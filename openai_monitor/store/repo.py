@@ -99,12 +99,18 @@ def _per_call_of(provider: str) -> str:
     return f"provider = '{provider}' AND source <> '{s.ORG_SOURCES[provider]}'"
 
 
-def _shadow_where(cur: Any, where: str) -> None:
-    """Take the counted records matching WHERE out of every rollup and flag them shadowed."""
+def _rollups_by_cursor(cur: Any, where: str, sign: int = 1) -> None:
+    """``update_rollups_sql`` on a DB-API cursor (WHERE holds no parameters)."""
     for grain in _GRAINS:
         for dim in s.ROLLUP_DIMS:
-            cur.execute(_rollup_upsert_sql(grain, dim, where, -1))
-    cur.execute("DELETE FROM rollup WHERE records <= 0")
+            cur.execute(_rollup_upsert_sql(grain, dim, where, sign))
+    if sign < 0:
+        cur.execute("DELETE FROM rollup WHERE records <= 0")
+
+
+def _shadow_where(cur: Any, where: str) -> None:
+    """Take the counted records matching WHERE out of every rollup and flag them shadowed."""
+    _rollups_by_cursor(cur, where, -1)
     cur.execute(f"UPDATE usage_records SET shadowed = 1 WHERE shadowed = 0 AND ({where})")
 
 
@@ -466,25 +472,14 @@ class Store:
 
     def _run(self, sql: str, params: tuple = (), *, write: bool = False) -> list[tuple]:
         """One statement (``?`` placeholders) in its own transaction when ``write``; its rows."""
+        if write:
+            with self._transaction() as (cur, paramstyle):
+                cur.execute(db.placeholder_sql(sql, paramstyle), params)
+                return [tuple(r) for r in cur.fetchall()] if cur.description is not None else []
         raw = self._own_raw()
         if raw is not None:
-            cur = raw.cursor()
-            try:
-                if write:
-                    cur.execute("BEGIN")
-                try:
-                    cur.execute(sql, params)
-                    rows = cur.fetchall()
-                    if write:
-                        cur.execute("COMMIT")
-                except BaseException:
-                    if raw.in_transaction:
-                        raw.rollback()
-                    raise
-                return rows
-            finally:
-                cur.close()
-        with self.engine.begin() if write else self.engine.connect() as conn:
+            return raw.execute(sql, params).fetchall()
+        with self.engine.connect() as conn:
             res = conn.exec_driver_sql(db.placeholder_sql(sql, conn.dialect.paramstyle), params)
             return [tuple(r) for r in res] if res.returns_rows else []
 
@@ -541,10 +536,11 @@ class Store:
             from sqlalchemy.exc import SQLAlchemyError
 
             errors = (SQLAlchemyError, *_driver_errors(self.engine))
+        sqlite = db.is_sqlite(self.url)
         try:
             with self._transaction() as (cur, paramstyle):
                 for rows, deltas, progress, consts in batches:
-                    if not db.is_sqlite(self.url):
+                    if not sqlite:
                         # Literals are written for SQLite only; other drivers get whole rows, bools as ints.
                         rows = with_constants(rows, consts or {})
                         consts = None
@@ -704,16 +700,13 @@ class Store:
                     f"UPDATE usage_records SET shadowed = 1 WHERE {_per_call_of(provider)} AND {_DAY_COVERED}"
                 )
             cur.execute("DELETE FROM rollup")
-            for grain in _GRAINS:
-                for dim in s.ROLLUP_DIMS:
-                    cur.execute(_rollup_upsert_sql(grain, dim, "1 = 1"))
+            _rollups_by_cursor(cur, "1 = 1")
         return next(st for st in self.precedence_status() if st["provider"] == provider)
 
     def precedence_status(self) -> list[dict[str, Any]]:
         """Per provider with a usage API: the precedence, the UTC days its usage API covers, the per-call
         records shadowed, and the per-call records still counted on covered days (counted twice)."""
-        rows = self._run("SELECT value FROM meta_kv WHERE key = ?", (_PRECEDENCE_KEY,))
-        policy = json.loads(rows[0][0]) if rows else {}
+        policy = self.get_meta(_PRECEDENCE_KEY, {})
         out = []
         for prov in s.ORG_SOURCES:
             days, first, last = self._run(
@@ -744,10 +737,7 @@ class Store:
         cur.execute("DELETE FROM _oaim_keys")
         cur.executemany(sql["temp_key"], [(k,) for k in keys])
         where = "dedup_key IN (SELECT k FROM _oaim_keys)"
-        for grain in _GRAINS:
-            for dim in s.ROLLUP_DIMS:
-                cur.execute(_rollup_upsert_sql(grain, dim, where, -1))
-        cur.execute("DELETE FROM rollup WHERE records <= 0")
+        _rollups_by_cursor(cur, where, -1)
         cur.execute(f"DELETE FROM usage_records WHERE {where}")
         cur.execute("DELETE FROM _oaim_keys")
 
@@ -794,14 +784,10 @@ class Store:
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
-        self._run(
-            "INSERT INTO meta_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, json.dumps(value)),
-            write=True,
-        )
+        self._run(_sql_for("qmark")["set_meta"], (key, json.dumps(value)), write=True)
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        rows = self._run("SELECT value FROM meta_kv WHERE key = ?", (key,))
+        rows = self._run(_sql_for("qmark")["get_meta"], (key,))
         return default if not rows or rows[0][0] is None else json.loads(rows[0][0])
 
     def start_run(self, source: str, now: int) -> int:

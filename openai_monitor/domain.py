@@ -17,7 +17,7 @@ So uncached, unwritten input = input_tokens - cached_input_tokens - cache_write_
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 PROVIDERS = ("openai", "anthropic", "google", "mistral", "azure", "other")
 
@@ -78,6 +78,11 @@ class UsageRecord:
             return "negative cost"
         return None
 
+
+# UsageRecord's fields in order (the order of a record's row tuple and of RecordColumns), and each
+# field's position in it.
+RECORD_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(UsageRecord))
+FIELD_INDEX: dict[str, int] = {name: i for i, name in enumerate(RECORD_FIELDS)}
 
 # Passed in an adapter's ``options`` by a parsing process: the adapter may then yield RecordColumns.
 COLUMNS_OPTION = "_record_columns"

@@ -35,11 +35,11 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any
 
-from openai_monitor.domain import UsageRecord
+from openai_monitor.domain import FIELD_INDEX, UsageRecord
 from openai_monitor.errors import PricingError
 from openai_monitor.pricing.snapshot import CACHE_FALLBACKS
 
@@ -239,12 +239,24 @@ class _Override:
 _Hit = tuple[_Provider, _Model, bool]  # provider whose data priced it, model, reached via fallback provider
 
 
-_F = {f.name: i for i, f in enumerate(fields(UsageRecord))}
-_F_TS, _F_PROVIDER, _F_MODEL, _F_TIER = _F["ts"], _F["provider"], _F["model"], _F["service_tier"]
-_F_REPORTED, _F_COST, _F_VERSION = _F["cost_reported"], _F["cost_usd"], _F["price_version"]
-_F_INPUT, _F_CACHED, _F_REQUESTS = _F["input_tokens"], _F["cached_input_tokens"], _F["requests"]
-_F_CW, _F_CW1 = _F["cache_write_tokens"], _F["cache_write_1h_tokens"]
-_F_OUTPUT, _F_REASONING = _F["output_tokens"], _F["reasoning_tokens"]
+_F_TS, _F_PROVIDER, _F_MODEL, _F_TIER = (
+    FIELD_INDEX["ts"],
+    FIELD_INDEX["provider"],
+    FIELD_INDEX["model"],
+    FIELD_INDEX["service_tier"],
+)
+_F_REPORTED, _F_COST, _F_VERSION = (
+    FIELD_INDEX["cost_reported"],
+    FIELD_INDEX["cost_usd"],
+    FIELD_INDEX["price_version"],
+)
+_F_INPUT, _F_CACHED, _F_REQUESTS = (
+    FIELD_INDEX["input_tokens"],
+    FIELD_INDEX["cached_input_tokens"],
+    FIELD_INDEX["requests"],
+)
+_F_CW, _F_CW1 = FIELD_INDEX["cache_write_tokens"], FIELD_INDEX["cache_write_1h_tokens"]
+_F_OUTPUT, _F_REASONING = FIELD_INDEX["output_tokens"], FIELD_INDEX["reasoning_tokens"]
 
 
 class Pricer:

@@ -12,12 +12,20 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
-from ..domain import COLUMNS_OPTION, FileProgress, ParseReport, RecordColumns, UsageRecord
+from ..domain import (
+    COLUMNS_OPTION,
+    FIELD_INDEX,
+    RECORD_FIELDS,
+    FileProgress,
+    ParseReport,
+    RecordColumns,
+    UsageRecord,
+)
 from ..errors import InputError
 
 BATCH_RECORDS = 100_000
@@ -354,8 +362,8 @@ def produce_batches(
         yield cut(batch)
 
 
-_GETTERS = [attrgetter(f.name) for f in fields(UsageRecord)]
-_COST = [f.name for f in fields(UsageRecord)].index("cost_usd")
+_GETTERS = [attrgetter(name) for name in RECORD_FIELDS]
+_COST = FIELD_INDEX["cost_usd"]
 
 
 def as_columns(items: Sequence[UsageRecord | RecordColumns]) -> list[list]:

@@ -9,11 +9,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import fields
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ..domain import FileProgress, UsageRecord
+from ..domain import FIELD_INDEX, RECORD_FIELDS, FileProgress, UsageRecord
 from ..errors import InputError, StoreError
 from . import columns as s
 from . import db
@@ -21,7 +20,7 @@ from . import db
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
 
-_RECORD_FIELDS = [f.name for f in fields(UsageRecord)]
+_RECORD_FIELDS = list(RECORD_FIELDS)
 # UsageRecord field -> column name (only ``user`` differs: it is reserved in PostgreSQL).
 _COLUMN_OF = {"user": "user_name", "cost_reported": "cost_reported", "tokens_estimated": "tokens_estimated"}
 _INSERT_COLUMNS = [_COLUMN_OF.get(f, f) for f in _RECORD_FIELDS] + ["imported_at"]
@@ -76,17 +75,16 @@ def update_rollups_sql(
         conn.execute(text("DELETE FROM rollup WHERE records <= 0"))
 
 
-_ROW_IDX = {name: i for i, name in enumerate(_RECORD_FIELDS)}
-_KEY_IDX = _ROW_IDX["dedup_key"]
+_KEY_IDX = FIELD_INDEX["dedup_key"]
 # Row positions of the rollup's group-by columns, in ROLLUP_DIMS order after ts and provider.
-_GROUP_IDX = [_ROW_IDX["ts"], _ROW_IDX["provider"]] + [
-    _ROW_IDX["user" if col == "user_name" else col] for col in s.ROLLUP_DIMS.values()
+_GROUP_IDX = [FIELD_INDEX["ts"], FIELD_INDEX["provider"]] + [
+    FIELD_INDEX["user" if col == "user_name" else col] for col in s.ROLLUP_DIMS.values()
 ]
-_COUNT_IDX = [_ROW_IDX["requests"]] + [_ROW_IDX[c] for c in _TOKEN_FIELDS]
-_COST_IDX = _ROW_IDX["cost_usd"]
-_REPORTED_IDX = _ROW_IDX["cost_reported"]
-_SOURCE_IDX = _ROW_IDX["source"]
-_PROVIDER_IDX = _ROW_IDX["provider"]
+_COUNT_IDX = [FIELD_INDEX["requests"]] + [FIELD_INDEX[c] for c in _TOKEN_FIELDS]
+_COST_IDX = FIELD_INDEX["cost_usd"]
+_REPORTED_IDX = FIELD_INDEX["cost_reported"]
+_SOURCE_IDX = FIELD_INDEX["source"]
+_PROVIDER_IDX = FIELD_INDEX["provider"]
 _ORG_PROVIDER_OF = {src: prov for prov, src in s.ORG_SOURCES.items()}
 _PRECEDENCE_KEY = "sources.precedence"
 # A record lies on a UTC day its provider's usage API covers.

@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import random
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from openai_monitor.domain import ParseReport, UsageRecord
 from openai_monitor.sources import csv_generic
-from openai_monitor.sources.base import LONG_LINE, LineReader, open_binary
+from openai_monitor.sources.base import LineReader, open_binary
 from openai_monitor.sources.csv_generic import _ROW_FIELDS, CsvAdapter, _Builder
 from openai_monitor.store.repo import record_rows
 
@@ -30,17 +31,7 @@ def reference(path: Path, options: dict) -> tuple[list[UsageRecord], ParseReport
         current = [0]
 
         def feed() -> Iterator[str]:
-            for n, raw in reader:
-                if raw is None:
-                    report.error(fname, n, LONG_LINE)
-                    continue
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    report.error(fname, n, f"invalid UTF-8 at byte {exc.start}")
-                    continue
-                if n == 1 and text.startswith("\ufeff"):
-                    text = text[1:]
+            for n, text in A._decoded(reader, partial(report.error, fname)):
                 current[0] = n
                 yield text + "\n"
 

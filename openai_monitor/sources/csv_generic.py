@@ -38,7 +38,8 @@ import datetime as dt
 import hashlib
 import os
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from hashlib import blake2b
 from itertools import chain, islice, repeat
 from operator import add, gt
@@ -226,7 +227,7 @@ class CsvAdapter:
         fname = str(path)
         with open_binary(path) as fh:
             reader = LineReader(fh, 0, 0, incremental=False)
-            lines = self._decoded(reader, fname, report)
+            lines = self._decoded(reader, partial(report.error, fname))
             if fmt == "burstgpt":
                 yield from self._burstgpt(lines, fname, report, options)
             elif path.suffix.lower() in (".jsonl", ".ndjson") or (
@@ -242,16 +243,17 @@ class CsvAdapter:
     # --- line handling ----------------------------------------------------------------------
 
     @staticmethod
-    def _decoded(reader: LineReader, fname: str, report: ParseReport) -> Iterator[tuple[int, str]]:
-        """Decoded lines with their numbers; non-UTF-8 and over-long lines are reported and skipped."""
+    def _decoded(reader: LineReader, on_error: Callable[[int, str], object]) -> Iterator[tuple[int, str]]:
+        """Decoded lines with their numbers; non-UTF-8 and over-long lines are skipped and passed to
+        ``on_error(line number, reason)``."""
         for n, raw in reader:
             if raw is None:
-                report.error(fname, n, LONG_LINE)
+                on_error(n, LONG_LINE)
                 continue
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                report.error(fname, n, f"invalid UTF-8 at byte {exc.start}")
+                on_error(n, f"invalid UTF-8 at byte {exc.start}")
                 continue
             if n == 1 and text.startswith("\ufeff"):
                 text = text[1:]  # spreadsheet exports start with a byte-order mark
@@ -290,20 +292,6 @@ class CsvAdapter:
         # checked a chunk at a time, after the reader has skipped the chunk's bad lines.
         skipped: deque[tuple[int, str]] = deque()
 
-        def numbered() -> Iterator[tuple[int, str]]:
-            for n, raw in reader:
-                if raw is None:
-                    skipped.append((n, LONG_LINE))
-                    continue
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    skipped.append((n, f"invalid UTF-8 at byte {exc.start}"))
-                    continue
-                if n == 1 and text.startswith("\ufeff"):
-                    text = text[1:]
-                yield n, text
-
         def feed(lines: Iterable[tuple[int, str]]) -> Iterator[str]:
             # The newline csv.reader wants, and the number of the line it last read.
             for n, text in lines:
@@ -314,7 +302,7 @@ class CsvAdapter:
             while skipped and skipped[0][0] < before:
                 report.error(fname, *skipped.popleft())
 
-        src = numbered()
+        src = self._decoded(reader, lambda n, reason: skipped.append((n, reason)))
         # csv.reader reads no further than the record it returns: the lines after the header stay in src.
         header = next(csv.reader(feed(src)), None)
         flush(current[0] + 1)

@@ -316,6 +316,27 @@ def json_error_reason(line: bytes, exc: Exception) -> str:
 # --- timestamps -------------------------------------------------------------------------------
 
 MINUTE_EPOCH: dict[str, int] = {}
+_DAY_EPOCH: dict[str, int] = {}
+
+
+def minute_epoch(head: str) -> int | None:
+    """Unix seconds of the minute ``YYYY-MM-DDTHH:MM`` (UTC), remembered in MINUTE_EPOCH; None when HEAD
+    is not that shape or out of range. A bad date or non-digits raise ValueError."""
+    if head[10] != "T" or head[13] != ":":
+        return None
+    h, m = int(head[11:13]), int(head[14:16])
+    if not (h < 24 and m < 60):
+        return None
+    day = _DAY_EPOCH.get(head[:10])
+    if day is None:
+        day = calendar.timegm(dt.date.fromisoformat(head[:10]).timetuple())
+        if len(_DAY_EPOCH) > 100_000:
+            _DAY_EPOCH.clear()
+        _DAY_EPOCH[head[:10]] = day
+    if len(MINUTE_EPOCH) > 500_000:
+        MINUTE_EPOCH.clear()
+    base = MINUTE_EPOCH[head] = day + h * 3600 + m * 60
+    return base
 
 
 def parse_iso_ts(value: object) -> int:
@@ -329,13 +350,8 @@ def parse_iso_ts(value: object) -> int:
     s = value
     if len(s) >= 20 and s[-1] == "Z" and s[16] == ":" and (len(s) == 20 or s[19] == "."):
         base = MINUTE_EPOCH.get(s[:16])
-        if base is None and s[10] == "T" and s[13] == ":":
-            h, m = int(s[11:13]), int(s[14:16])
-            if h < 24 and m < 60:
-                base = calendar.timegm(dt.date.fromisoformat(s[:10]).timetuple()) + h * 3600 + m * 60
-                if len(MINUTE_EPOCH) > 500_000:
-                    MINUTE_EPOCH.clear()
-                MINUTE_EPOCH[s[:16]] = base
+        if base is None:
+            base = minute_epoch(s[:16])
         if base is not None:
             sec = s[17:19]
             if sec.isdigit() and sec < "61":

@@ -32,7 +32,6 @@ BurstGPT (``format == "burstgpt"``, HPMLL/BurstGPT, CC BY 4.0), two layouts told
 
 from __future__ import annotations
 
-import calendar
 import csv
 import datetime as dt
 import hashlib
@@ -56,6 +55,7 @@ from openai_monitor.sources.base import (
     datetime_to_ts,
     files_under,
     json_error_reason,
+    minute_epoch,
     open_binary,
     parse_iso_ts,
 )
@@ -519,29 +519,6 @@ class CsvAdapter:
 
 # ":SSZ", the end of a ``YYYY-MM-DDTHH:MM:SSZ`` stamp, -> its seconds (60 passes, as in parse_iso_ts).
 _SECOND = {f":{sec:02d}Z": sec for sec in range(61)}
-# "YYYY-MM-DDTHH:MM" -> Unix seconds of that minute, and "YYYY-MM-DD" -> of that day (UTC).
-_MINUTES: dict[str, int] = {}
-_DAYS: dict[str, int] = {}
-
-
-def _minute_epoch(head: str) -> int | None:
-    """The minute ``parse_iso_ts`` adds the seconds of a ``HEAD:SSZ`` stamp to, computed the way it
-    computes it; None where it would not (it then parses the whole stamp, or fails)."""
-    if head[10] != "T" or head[13] != ":":
-        return None
-    try:
-        h, m = int(head[11:13]), int(head[14:16])
-        if not (h < 24 and m < 60):
-            return None
-        day = _DAYS.get(head[:10])
-        if day is None:
-            day = calendar.timegm(dt.date.fromisoformat(head[:10]).timetuple())
-            if len(_DAYS) > 100_000:
-                _DAYS.clear()
-            _DAYS[head[:10]] = day
-    except ValueError:
-        return None
-    return day + h * 3600 + m * 60
 
 
 def _column_ts(values: tuple[str, ...]) -> list[int]:
@@ -552,16 +529,15 @@ def _column_ts(values: tuple[str, ...]) -> list[int]:
         secs = list(map(_SECOND.get, [v[16:] for v in values]))
         if None not in secs:
             heads = [v[:16] for v in values]
-            bases = list(map(_MINUTES.get, heads))
+            bases = list(map(MINUTE_EPOCH.get, heads))
             if None in bases:
-                if len(_MINUTES) > 500_000:
-                    _MINUTES.clear()
                 for head in dict.fromkeys(heads):
-                    if head not in _MINUTES:
-                        base = _minute_epoch(head)
-                        if base is not None:
-                            _MINUTES[head] = base
-                bases = list(map(_MINUTES.get, heads))
+                    if head not in MINUTE_EPOCH:
+                        try:
+                            minute_epoch(head)  # remembered in MINUTE_EPOCH
+                        except ValueError:
+                            pass  # read cell by cell below, with build_row's reasons
+                bases = list(map(MINUTE_EPOCH.get, heads))
             if None not in bases:
                 return list(map(add, bases, secs))
     minute = MINUTE_EPOCH.get

@@ -90,12 +90,7 @@ class ClaudeCodeAdapter:
     def shard_key(self, path: Path) -> str:
         """Files that may hold copies of each other's records (one project directory: its sessions,
         resumed sessions and subagent transcripts) must be read by one process, in order."""
-        parts = path.parts
-        if "projects" in parts:
-            i = len(parts) - 1 - parts[::-1].index("projects")
-            if i + 2 < len(parts):
-                return parts[i + 1]
-        return str(path.parent)
+        return _project_dir(path) or str(path.parent)
 
     def read(
         self,
@@ -279,18 +274,24 @@ def _record(
     return rec, inp + out + cc + cr
 
 
+def _project_dir(path: Path) -> str | None:
+    """The directory under the last ``projects`` that holds PATH (Claude Code's per-project directory,
+    ``-home-me-code-app``), or None when PATH is not below one."""
+    parts = path.parts
+    if "projects" in parts:
+        i = len(parts) - 1 - parts[::-1].index("projects")
+        if i + 2 < len(parts):
+            return parts[i + 1]
+    return None
+
+
 def _project_from_dir(path: Path, cache: dict) -> str:
     """Project name from the encoded directory (``-home-me-code-app``) when a line has no ``cwd``.
 
     The encoding replaces ``/``, ``.`` and ``_`` by ``-`` so it cannot be inverted in general; if the
     naive decoding exists on this machine its basename is used, else the directory name as written.
     """
-    parts = path.parts
-    try:
-        i = len(parts) - 1 - parts[::-1].index("projects")
-        encoded = parts[i + 1] if i + 2 < len(parts) else path.parent.name
-    except ValueError:
-        encoded = path.parent.name
+    encoded = _project_dir(path) or path.parent.name
     hit = cache.get("dir:" + encoded)
     if hit is None:
         decoded = "/" + encoded.lstrip("-").replace("-", "/")

@@ -18,6 +18,7 @@ import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,8 @@ def use_worker(
 def _worker(
     conn: Any, adapter: Any, todo: list, stats: dict, options: dict, pricer_factory: Any, sizes: tuple
 ) -> None:
-    from ..store.repo import record_rows, rollup_deltas, split_constants
+    from ..store.repo import rollup_deltas
+    from .fork_ingest import batch_rows
 
     gc.disable()  # as in run_import: big batches, no reference cycles
     try:
@@ -78,19 +80,7 @@ def _worker(
             ramp_from=RAMP_FROM,
             columnar=True,
         ):
-            rows: list[tuple] | None
-            if b.columns is not None:  # a CSV file: read as columns, no record objects built
-                cols, b.columns, rows = b.columns, None, None
-            else:
-                rows = record_rows(b.records)
-                cols = list(zip(*rows))  # one transposition for both uses below
-            b.records = []
-            if cols and cols[0]:
-                deltas = rollup_deltas(rows, cols)
-                rows, consts = split_constants(rows, cols)
-            else:
-                rows, deltas, consts = [], [], {}
-            del cols
+            rows, deltas, consts = batch_rows(b, rollup_deltas)
             # Rows and deltas hold only str, int, float, bool and None: marshal writes them faster than
             # pickle (a 100k-row batch: 124 -> 99 ms) and reads them as fast. The batch follows, pickled
             # first so that a failure to pickle it cannot leave the rows' message alone in the pipe.
@@ -134,7 +124,7 @@ def batches_in_worker(
     from multiprocessing.connection import Connection
 
     from . import ingest
-    from .fork_ingest import _threads
+    from .fork_ingest import _threads, widen_pipe
 
     sizes = (min(ingest.BATCH_RECORDS, WORKER_BATCH), ingest.BATCH_FILES)
     if hasattr(os, "fork") and _threads() == 1:
@@ -149,7 +139,7 @@ def batches_in_worker(
     pkg_root = str(Path(openai_monitor.__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join(x for x in (pkg_root, env.get("PYTHONPATH")) if x)
     rfd, wfd = os.pipe()
-    _widen(wfd)
+    widen_pipe(wfd)
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", f"from {__name__} import _child; _child()", str(wfd)],
@@ -167,20 +157,7 @@ def batches_in_worker(
             proc.stdin.close()
         except BrokenPipeError:
             pass  # the process died at start-up: reported below as its exit code
-        while True:
-            try:
-                data = marshal.loads(recv.recv_bytes())
-                b = recv.recv()
-            except EOFError:
-                code = proc.wait()
-                if code != 0:
-                    raise RuntimeError(f"the parsing process exited with code {code}") from None
-                return
-            if data is not None:
-                b.rows, b.deltas, b.consts = data
-            yield b
-            if b.error is not None:
-                return
+        yield from _received(recv, proc.wait)
     finally:
         recv.close()
         if proc.poll() is None:
@@ -188,16 +165,23 @@ def batches_in_worker(
         proc.wait()
 
 
-def _widen(fd: int) -> None:
-    """Let a pipe hold 1 MB instead of 64 KB (Linux): a batch of 16k rows (~3 MB marshalled) then
-    crosses in a few reads instead of fifty, each a switch between the two processes (1M CSV rows:
-    receiving took 0.33 s, now 0.13 s)."""
-    try:
-        import fcntl
-
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, 1 << 20)
-    except (ImportError, AttributeError, OSError):  # not Linux, or above the user's pipe-max-size
-        pass
+def _received(recv: Any, exit_code: Callable[[], int]) -> Iterator[Batch]:
+    """The batches a parsing process sends (its rows marshalled, then the pickled batch), until it closes
+    the pipe (``exit_code()`` must then be 0) or sends a batch carrying an error."""
+    while True:
+        try:
+            data = marshal.loads(recv.recv_bytes())
+            b = recv.recv()
+        except EOFError:
+            code = exit_code()
+            if code != 0:
+                raise RuntimeError(f"the parsing process exited with code {code}") from None
+            return
+        if data is not None:
+            b.rows, b.deltas, b.consts = data
+        yield b
+        if b.error is not None:
+            return
 
 
 def _batches_in_fork(
@@ -207,41 +191,22 @@ def _batches_in_fork(
     instead of the half second an interpreter takes to start and import the package."""
     from multiprocessing import Pipe
 
+    from .fork_ingest import fork_child, kill_child, widen_pipe
+
     recv, send = Pipe(duplex=False)
-    _widen(send.fileno())
-    pid = os.fork()
-    if pid == 0:  # the parsing process: never returns into the caller's frames
-        code = 0
-        try:
-            recv.close()
-            _worker(send, adapter, todo, stats, options, pricer_factory, sizes)
-        except BaseException:  # noqa: BLE001 - the pipe is gone: the writer sees EOF
-            code = 1
-        finally:
-            os._exit(code)
+    widen_pipe(send.fileno())
+    pid = fork_child(partial(_worker, send, adapter, todo, stats, options, pricer_factory, sizes), [recv])
     send.close()
+
+    def reaped() -> int:
+        nonlocal pid
+        _, status = os.waitpid(pid, 0)
+        pid = 0
+        return os.waitstatus_to_exitcode(status)
+
     try:
-        while True:
-            try:
-                data = marshal.loads(recv.recv_bytes())
-                b = recv.recv()
-            except EOFError:
-                _, status = os.waitpid(pid, 0)
-                pid = 0
-                code = os.waitstatus_to_exitcode(status)
-                if code != 0:
-                    raise RuntimeError(f"the parsing process exited with code {code}") from None
-                return
-            if data is not None:
-                b.rows, b.deltas, b.consts = data
-            yield b
-            if b.error is not None:
-                return
+        yield from _received(recv, reaped)
     finally:
         recv.close()
         if pid:
-            try:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
+            kill_child(pid)

@@ -103,6 +103,13 @@ class RecordColumns:
     def __len__(self) -> int:
         return self.n
 
+    def split(self, k: int) -> tuple[RecordColumns, RecordColumns]:
+        """The first K records, and the rest."""
+        return (
+            RecordColumns([c[:k] for c in self.columns], k),
+            RecordColumns([c[k:] for c in self.columns], self.n - k),
+        )
+
 
 @dataclass(slots=True)
 class LineError:

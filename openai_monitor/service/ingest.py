@@ -302,6 +302,15 @@ def produce_batches(
         pending, reports, files_read, bytes_read = [], ParseReport(), 0, 0
         return b
 
+    def cut_full() -> Batch:
+        """The batch that just reached ``limit`` records, cut; the next one may be larger."""
+        nonlocal batch, count, limit, file_start
+        b = cut(batch)
+        batch, count, file_start = [], 0, 0
+        limit = min(limit * 5 // 4, batch_records)
+        return b
+
+    file_start = 0
     for p, offset, state in todo:
         st = stats[p]
         report = ParseReport()
@@ -313,14 +322,9 @@ def produce_batches(
                 if type(rec) is RecordColumns:
                     # Cut where a batch of records would be cut: at exactly ``limit`` records.
                     while count + rec.n >= limit:
-                        k = limit - count
-                        batch.append(RecordColumns([c[:k] for c in rec.columns], k))
-                        yield cut(batch)
-                        limit = min(limit * 5 // 4, batch_records)
-                        batch = []
-                        count = 0
-                        file_start = 0
-                        rec = RecordColumns([c[k:] for c in rec.columns], rec.n - k)
+                        head, rec = rec.split(limit - count)
+                        batch.append(head)
+                        yield cut_full()
                     if rec.n:
                         batch.append(rec)
                         count += rec.n
@@ -328,11 +332,7 @@ def produce_batches(
                 batch.append(rec)
                 count += 1
                 if count >= limit:
-                    yield cut(batch)
-                    limit = min(limit * 5 // 4, batch_records)
-                    batch = []
-                    count = 0
-                    file_start = 0
+                    yield cut_full()
         except Exception as e:
             yield cut(batch[:file_start] if pending else [], error=e)
             return

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 import sqlite3
+from pathlib import Path
 
 from openai_monitor.domain import UsageRecord
 from openai_monitor.store import Store
@@ -92,3 +93,25 @@ def snapshot(db_url: str) -> dict:
         }
     finally:
         conn.close()
+
+
+def db_snapshot(db: Path) -> dict:
+    """What an import leaves in a database file, to compare two imports: the records (without their
+    row id and import time), the rollups (float sums rounded: added in another order they differ in
+    the last bits) and the file progress."""
+    conn = sqlite3.connect(db)
+    cols = [
+        r[1] for r in conn.execute("PRAGMA table_info(usage_records)") if r[1] not in ("id", "imported_at")
+    ]
+    out = {
+        "records": conn.execute(f"SELECT {', '.join(cols)} FROM usage_records ORDER BY dedup_key").fetchall(),
+        "rollup": [
+            tuple(round(v, 9) if isinstance(v, float) else v for v in r)
+            for r in conn.execute("SELECT * FROM rollup ORDER BY grain, dim, bucket_ts, provider, key")
+        ],
+        "progress": conn.execute(
+            'SELECT source, path, size, "offset", state FROM import_progress ORDER BY path'
+        ).fetchall(),
+    }
+    conn.close()
+    return out

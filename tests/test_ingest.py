@@ -7,25 +7,16 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+from helpers_common import gen_claude_logs
 
 
 @pytest.fixture(scope="module")
 def generated_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("claude_gen")
-    subprocess.run(
-        [sys.executable, str(SHARED / "tools" / "gen_claude_logs.py"), "--out", str(out), "--size", "1MB"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return out
+    return gen_claude_logs(tmp_path_factory.mktemp("claude_gen"), "1MB")
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
 import pytest
+from helpers_common import gen_claude_logs
+from store_helpers import db_snapshot
 
 from openai_monitor.config import load_settings
 from openai_monitor.service import fork_ingest
@@ -21,31 +21,20 @@ from openai_monitor.sources import get_adapter
 from openai_monitor.sources.claude_code import ClaudeCodeAdapter
 from openai_monitor.store import Store
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """4 MB of generated Claude Code logs with many resumed sessions and subagents (cross-file copies),
     plus malformed lines in two files."""
-    out = tmp_path_factory.mktemp("forklogs")
-    subprocess.run(
-        [
-            sys.executable,
-            str(SHARED / "tools" / "gen_claude_logs.py"),
-            "--out",
-            str(out),
-            "--size",
-            "4MB",
-            "--continue-p",
-            "0.6",
-            "--subagent-p",
-            "0.5",
-            "--projects",
-            "6",
-        ],
-        check=True,
-        capture_output=True,
+    out = gen_claude_logs(
+        tmp_path_factory.mktemp("forklogs"),
+        "4MB",
+        "--continue-p",
+        "0.6",
+        "--subagent-p",
+        "0.5",
+        "--projects",
+        "6",
     )
     files = sorted((out / ".claude" / "projects").rglob("*.jsonl"))
     with open(files[3], "ab") as fh:
@@ -67,26 +56,6 @@ def forked(monkeypatch: pytest.MonkeyPatch) -> None:
     # Earlier tests of the suite may leave idle threads behind (servers, buses); a real CLI import runs
     # single-threaded. The threaded case is tested on its own below.
     monkeypatch.setattr(fork_ingest, "_threads", lambda: 1)
-
-
-def _dump(db: Path) -> dict:
-    conn = sqlite3.connect(db)
-    cols = [
-        r[1] for r in conn.execute("PRAGMA table_info(usage_records)") if r[1] not in ("id", "imported_at")
-    ]
-    out = {
-        "records": conn.execute(f"SELECT {', '.join(cols)} FROM usage_records ORDER BY dedup_key").fetchall(),
-        # Float sums added in another order differ in the last bits.
-        "rollup": [
-            tuple(round(v, 9) if isinstance(v, float) else v for v in r)
-            for r in conn.execute("SELECT * FROM rollup ORDER BY grain, dim, bucket_ts, provider, key")
-        ],
-        "progress": conn.execute(
-            'SELECT source, path, size, "offset", state FROM import_progress ORDER BY path'
-        ).fetchall(),
-    }
-    conn.close()
-    return out
 
 
 def _import(root: Path, db: Path, parallel: bool) -> dict:
@@ -125,7 +94,7 @@ def test_forked_import_equals_in_process(generated: Path, tmp_path: Path, forked
     serial = _import(generated, tmp_path / "serial.db", parallel=False)
     fork = _import(generated, tmp_path / "fork.db", parallel=True)
     assert fork == serial
-    assert _dump(tmp_path / "fork.db") == _dump(tmp_path / "serial.db")
+    assert db_snapshot(tmp_path / "fork.db") == db_snapshot(tmp_path / "serial.db")
     # The input had the cases that matter: copies across files, malformed lines, several batches.
     assert serial["skipped_lines"] == 2 and serial["inserted"] > 1000
     assert serial["files_read"] > 3 * fork_ingest.BATCH_FILES
@@ -152,7 +121,7 @@ def test_a_failing_file_keeps_what_its_worker_read_before(
     db = tmp_path / "f.db"
     with pytest.raises(PermissionError):
         _import(root, db, parallel=True)
-    done = _dump(db)
+    done = db_snapshot(db)
     stored = {p for _, p, *_ in done["progress"]}
     assert str(bad) not in stored and stored  # some files were committed, not the failing one
     # What is stored is consistent: rollups equal the raw rows, recomputed.
@@ -167,7 +136,7 @@ def test_a_failing_file_keeps_what_its_worker_read_before(
     monkeypatch.setattr(ClaudeCodeAdapter, "read", real_read)
     _import(root, db, parallel=True)
     _import(root, tmp_path / "s.db", parallel=False)
-    assert _dump(db)["records"] == _dump(tmp_path / "s.db")["records"]
+    assert db_snapshot(db)["records"] == db_snapshot(tmp_path / "s.db")["records"]
 
 
 def test_no_fork_from_a_threaded_process_or_for_small_imports(

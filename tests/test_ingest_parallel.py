@@ -3,11 +3,11 @@ progress, counts, errors), keeps each batch atomic, and is only used for large f
 
 from __future__ import annotations
 
-import sqlite3
 from functools import partial
 from pathlib import Path
 
 import pytest
+from store_helpers import db_snapshot
 
 from openai_monitor.config import load_settings
 from openai_monitor.errors import InputError, StoreError
@@ -36,29 +36,6 @@ def _csv(path: Path, first: int, n: int, dup_every: int = 0, bad_every: int = 0)
     return path
 
 
-def _dump(db: Path) -> dict:
-    conn = sqlite3.connect(db)
-    cols = [
-        r[1] for r in conn.execute("PRAGMA table_info(usage_records)") if r[1] not in ("id", "imported_at")
-    ]
-    out = {
-        "records": conn.execute(f"SELECT {', '.join(cols)} FROM usage_records ORDER BY dedup_key").fetchall(),
-        "rollup": conn.execute(
-            "SELECT * FROM rollup ORDER BY grain, dim, bucket_ts, provider, key"
-        ).fetchall(),
-        "progress": conn.execute(
-            'SELECT source, path, size, "offset", state FROM import_progress ORDER BY path'
-        ).fetchall(),
-    }
-    conn.close()
-    return out
-
-
-def _rounded(rows: list) -> list:
-    """Rollup rows with float sums rounded: summed in another order they differ in the last bits."""
-    return [tuple(round(v, 9) if isinstance(v, float) else v for v in r) for r in rows]
-
-
 def _rebuilt_rollup(db: Path) -> list:
     """The rollups recomputed from the raw rows with the store's own SQL (floats rounded)."""
     from sqlalchemy import create_engine
@@ -69,7 +46,7 @@ def _rebuilt_rollup(db: Path) -> list:
     with eng.begin() as conn:
         rebuild_rollups_sql(conn)
     eng.dispose()
-    return _rounded(_dump(db)["rollup"])
+    return db_snapshot(db)["rollup"]
 
 
 @pytest.fixture
@@ -97,7 +74,7 @@ def _both(tmp_path: Path, files: list[Path], pre: list[Path] = ()) -> tuple[dict
         store.dispose()
         d = res.as_dict()
         d.pop("seconds")
-        out[label] = (d, _dump(db))
+        out[label] = (d, db_snapshot(db))
     return out["serial"], out["worker"], tmp_path / "worker.db"
 
 
@@ -118,12 +95,12 @@ def test_worker_path_equals_in_process_with_duplicates_and_malformed_lines(
     assert res_w == res_s
     # Other batch boundaries than in-process: float sums may differ in the last bits, nothing else.
     assert db_w["records"] == db_s["records"] and db_w["progress"] == db_s["progress"]
-    assert _rounded(db_w["rollup"]) == _rounded(db_s["rollup"])
+    assert db_w["rollup"] == db_s["rollup"]
     # The input really has all the cases: malformed lines, duplicates within the file and against the
     # earlier import, unpriced models, and more records than one batch.
     assert res_w["skipped_lines"] > 0 and "not-a-time" in " ".join(res_w["errors"])
     assert res_w["duplicates"] > 400 and res_w["unpriced"] > 0 and res_w["inserted"] > 2 * 700
-    assert _rounded(db_w["rollup"]) == _rebuilt_rollup(worker_db)
+    assert db_w["rollup"] == _rebuilt_rollup(worker_db)
 
 
 def test_worker_path_is_used_for_big_files_only(tmp_path: Path) -> None:
@@ -161,13 +138,13 @@ def test_a_failing_batch_leaves_the_database_as_before_it(
     # was not finished), the next two (r1400-r2799) left nothing behind, and the rollups equal the rows that are there.
     assert store.count() == 1400
     assert store.get_progress("csv") == {}
-    assert _rounded(_dump(db)["rollup"]) == _rebuilt_rollup(db)
+    assert db_snapshot(db)["rollup"] == _rebuilt_rollup(db)
     with store.engine.begin() as conn:
         conn.exec_driver_sql("DROP TRIGGER boom")
     again = run_import(store, get_adapter("csv"), files=[f], options={}, pricer_factory=factory)
     assert again.inserted == 1600 and again.duplicates == 1400 and store.count() == 3000
     store.dispose()
-    assert _rounded(_dump(db)["rollup"]) == _rebuilt_rollup(db)
+    assert db_snapshot(db)["rollup"] == _rebuilt_rollup(db)
 
 
 def test_a_file_failing_in_the_worker_keeps_the_files_before_it(tmp_path: Path, small_batches: None) -> None:

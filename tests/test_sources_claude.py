@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
+from helpers_common import gen_claude_logs
 
 from openai_monitor.domain import ParseReport
 from openai_monitor.errors import InputError
 from openai_monitor.sources.claude_code import ClaudeCodeAdapter
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 A = ClaudeCodeAdapter()
 
 
@@ -267,24 +265,8 @@ def test_discover_default_roots_and_env(tmp_path, monkeypatch):
 
 def test_ground_truth_of_generated_logs(tmp_path):
     """Per UTC day and model, token sums equal the generator's de-duplicated ground truth exactly."""
-    out = tmp_path / "home"
-    subprocess.run(
-        [
-            sys.executable,
-            str(SHARED / "tools" / "gen_claude_logs.py"),
-            "--out",
-            str(out),
-            "--size",
-            "3MB",
-            "--continue-p",
-            "0.6",
-            "--subagent-p",
-            "0.5",
-            "--projects",
-            "4",
-        ],
-        check=True,
-        capture_output=True,
+    out = gen_claude_logs(
+        tmp_path / "home", "3MB", "--continue-p", "0.6", "--subagent-p", "0.5", "--projects", "4"
     )
     truth = json.loads((out / "ground_truth.json").read_text())
     assert truth["stats"]["duplicate_cross_file"] > 0 and truth["stats"]["duplicate_assistant_lines"] > 0

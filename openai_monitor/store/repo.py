@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import cache
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -564,12 +565,10 @@ class Store:
         With ``consts`` (SQLite only), ROWS lack those columns: whole rows are rebuilt only for the
         paths that need them (duplicates, replacement, usage-API rows)."""
         sql = _sql_for(paramstyle)
-        whole: list[list[tuple]] = [] if consts else [rows]
 
+        @cache
         def full() -> list[tuple]:
-            if not whole:
-                whole.append(with_constants(rows, consts or {}))
-            return whole[0]
+            return with_constants(rows, consts or {})
 
         if replace and rows:
             self._delete_keys(cur, sql, [r[_KEY_IDX] for r in full()])

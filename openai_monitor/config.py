@@ -4,7 +4,10 @@
 ``--db`` option) overrides the database URL (default: SQLite file ``usage.db`` in the home directory).
 
 pydantic-settings is not used on purpose: it costs ~0.27 s of import time and read commands must answer in
-under 0.5 s; the two environment variables are read explicitly here instead.
+under 0.5 s; the two environment variables are read explicitly here instead. The pydantic models of the
+file (``Settings`` and its sections, in ``settings_model``) are imported only when a command loads the
+whole file: importing pydantic and building them costs 0.17-0.2 s, so an import, which only needs the
+``[prices]`` table (``load_prices``), does without them.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .settings_model import Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,97 +78,52 @@ def system_timezone() -> str:
     return "UTC"
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="allow")
+_MODELS = ("Settings", "SourceConfig", "SourcesConfig", "ForecastConfig", "AnomalyConfig", "DaemonConfig")
 
 
-class SourceConfig(_Section):
-    enabled: bool = True
-    paths: list[str] = Field(default_factory=list)  # empty: the tool's default locations
+def __getattr__(name: str) -> Any:
+    if name in _MODELS:
+        from . import settings_model
+
+        return getattr(settings_model, name)
+    raise AttributeError(name)
 
 
-class SourcesConfig(_Section):
-    claude_code: SourceConfig = Field(default_factory=SourceConfig)
-    codex: SourceConfig = Field(default_factory=SourceConfig)
-    gemini: SourceConfig = Field(default_factory=SourceConfig)
-    csv: SourceConfig = Field(default_factory=lambda: SourceConfig(enabled=False))
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The config file's content ({} when there is none); invalid TOML raises ConfigError naming the fix."""
+    if not path.exists():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"{path}: invalid TOML ({e}); fix the file or run `oaim config path` to find it"
+        ) from e
 
 
-class ForecastConfig(_Section):
-    holidays_country: str | None = None
-    horizon_days: int = 30
-
-
-class AnomalyConfig(_Section):
-    contamination: float = 0.01
-    score_threshold: float | None = None
-    min_severity_alert: str = "medium"
-
-
-class DaemonConfig(_Section):
-    collect_minutes: int = 15
-    retrain_time: str = "03:00"
-    stale_hours: float = 24.0
-
-
-class Settings(BaseModel):
-    """The config file's content. Unknown keys are kept (later features add sections)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    plan: str = "tier1"
-    limit_usd: float | None = None  # custom monthly limit; overrides the plan's
-    timezone: str = Field(default_factory=system_timezone)
-    currency: str = "USD"
-    currency_rate: float = 1.0  # display multiplier from USD
-    week_start: str = "monday"
-    total_paid_usd: float | None = None
-    first_payment_date: str | None = None
-    sources: SourcesConfig = Field(default_factory=SourcesConfig)
-    prices: dict[str, dict[str, Any]] = Field(default_factory=dict)  # model -> {input, output, ...} per 1M
-    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
-    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
-    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
-    alerts: dict[str, Any] = Field(default_factory=dict)
-    budgets: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("plan")
-    @classmethod
-    def _plan(cls, v: str) -> str:
-        if v not in PLANS:
-            raise ValueError(f"plan must be one of {', '.join(PLANS)}")
-        return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError) as e:
-            raise ValueError(f"unknown timezone {v!r}; use an IANA name such as Europe/Berlin") from e
-        return v
-
-    @field_validator("week_start")
-    @classmethod
-    def _week(cls, v: str) -> str:
-        if v.lower() not in WEEKDAYS:
-            raise ValueError(f"week_start must be one of {', '.join(WEEKDAYS)}")
-        return v.lower()
+def load_prices(path: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Only the ``[prices]`` table of the config file (model -> price spec), checked as ``Settings``
+    checks it, without building ``Settings``: what pricing needs."""
+    path = path or config_path()
+    prices = _read_toml(path).get("prices", {})
+    if not isinstance(prices, dict):
+        raise ConfigError(f"{path}: prices: must be a table; fix it with `oaim pricing set MODEL ...`")
+    for model, spec in prices.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(
+                f"{path}: prices.{model}: must be a table; fix it with `oaim pricing set {model} ...`"
+            )
+    return prices
 
 
 def load_settings(path: Path | None = None) -> Settings:
     """Read the config file (missing file: defaults). Invalid content raises ConfigError naming the fix."""
+    from pydantic import ValidationError
+
+    from .settings_model import Settings
+
     path = path or config_path()
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(
-                f"{path}: invalid TOML ({e}); fix the file or run `oaim config path` to find it"
-            ) from e
+    data = _read_toml(path)
     try:
         return Settings.model_validate(data)
     except ValidationError as e:
@@ -184,6 +143,9 @@ def _parse_value(raw: str) -> Any:
 def set_value(key: str, raw: str, path: Path | None = None) -> Settings:
     """Set a dotted KEY in the config file, validating the whole result before writing it atomically."""
     import tomli_w
+    from pydantic import ValidationError
+
+    from .settings_model import Settings
 
     path = path or config_path()
     data: dict[str, Any] = {}

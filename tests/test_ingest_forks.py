@@ -163,3 +163,37 @@ def test_no_fork_from_a_threaded_process_or_for_small_imports(
         assert fork_ingest.worker_count(adapter, todo, stats, True) == 2
     # Adapters without a shard key (files that replace each other's records) never fork.
     assert fork_ingest.worker_count(get_adapter("gemini"), todo, stats, True) == 0
+
+
+def test_the_progress_bar_leaves_the_import_single_threaded(
+    generated: Path, oaim_home: Path, run_cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's progress bar must not draw from a thread of its own: the import forks its parsers only
+    from a single-threaded process, so a refresh thread sent every interactive import to one process."""
+    from openai_monitor.cli import core
+    from openai_monitor.service import ingest
+
+    monkeypatch.setattr(core, "BAR_BYTES", 0)  # the bar for these 4 MB too
+    real = ingest.run_import
+    seen: dict[str, int] = {}
+    before = threading.active_count()
+
+    def probe(*args, **kwargs):
+        seen["threads"] = threading.active_count()
+        seen["workers"] = fork_ingest.worker_count(
+            ClaudeCodeAdapter(),
+            [(p, 0, {}) for p in kwargs["files"]],
+            {p: _stat(p) for p in kwargs["files"]},
+            True,
+        )
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ingest, "run_import", probe)
+    monkeypatch.setattr(fork_ingest, "MIN_BYTES", 0)
+    monkeypatch.setattr(fork_ingest, "_cpus", lambda: 2)
+    res = run_cli("import", "claude-code", "--path", str(generated))
+    assert res.exit_code == 0, res.stderr
+    assert seen["threads"] == before  # the bar is up (BAR_BYTES 0) and no thread was started for it
+    if before == 1:  # a suite's earlier tests may leave idle threads behind; alone, the import forks
+        assert seen["workers"] == 2
+    assert "record(s) found" in res.stdout

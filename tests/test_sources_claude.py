@@ -1,4 +1,8 @@
-"""Claude Code adapter: normalisation, de-duplication rules, bad lines, incremental reads, ground truth."""
+"""Claude Code adapter: normalisation, de-duplication rules, bad lines, incremental reads, ground truth.
+
+Every test runs twice: files read whole (msgspec's line decoder, the default below FAST_MAX_BYTES) and
+line by line (the path for large files and for any file holding a line the whole-file path leaves to
+it); both must give the same records, reports and file state."""
 
 from __future__ import annotations
 
@@ -12,9 +16,17 @@ from helpers_common import gen_claude_logs
 
 from openai_monitor.domain import ParseReport
 from openai_monitor.errors import InputError
+from openai_monitor.sources import claude_code
 from openai_monitor.sources.claude_code import ClaudeCodeAdapter
 
 A = ClaudeCodeAdapter()
+
+
+@pytest.fixture(autouse=True, params=["whole-file", "line-by-line"])
+def read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "line-by-line":
+        monkeypatch.setattr(claude_code, "FAST_MAX_BYTES", -1)
+    return request.param
 
 
 def line(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,9 @@ def register(app: typer.Typer) -> None:
 
 # -- import ------------------------------------------------------------------------------------------
 
+# An import with more than this to read shows a progress bar.
+BAR_BYTES = 8 * 1024 * 1024
+
 
 def _run_import(
     ctx: typer.Context, source: str, path: Path | None, options: dict[str, Any], full: bool, json_out: bool
@@ -47,10 +50,11 @@ def _run_import(
     files = adapter.discover(path)
     store = st.store
     # Picklable: lets a large import parse and price in a second process while this one writes; the
-    # import builds its Pricer from it only when there is something new to read.
-    factory = functools.partial(make_pricer, st.settings)
+    # import builds its Pricer from it only when there is something new to read, from the config
+    # file's [prices] alone.
+    factory = make_pricer
     total = sum(_stat(f).st_size for f in files)
-    show_bar = not json_out and total > 8 * 1024 * 1024
+    show_bar = not json_out and total > BAR_BYTES
     if show_bar:
         from rich.progress import (
             BarColumn,
@@ -60,6 +64,10 @@ def _run_import(
             TransferSpeedColumn,
         )
 
+        # No refresh thread (auto_refresh=False): the import forks its parsing processes only from a
+        # single-threaded process, so a bar drawing from its own thread made every interactive import
+        # read in one process (210 MB of Claude logs: 2.1 s instead of 0.9 s). It is redrawn from
+        # the progress callback instead, at most ten times a second.
         with Progress(
             "[progress.description]{task.description}",
             BarColumn(),
@@ -68,8 +76,10 @@ def _run_import(
             TimeRemainingColumn(),
             console=console(stderr=True),
             transient=True,
+            auto_refresh=False,
         ) as bar:
             task = bar.add_task(f"importing {source}", total=total)
+            bar.refresh()
             result = run_import(
                 store,
                 adapter,
@@ -77,7 +87,7 @@ def _run_import(
                 options=options,
                 pricer_factory=factory,
                 full=full,
-                on_progress=lambda done, _t: bar.update(task, completed=done),
+                on_progress=_redraw(bar, task),
             )
     else:
         result = run_import(store, adapter, files=files, options=options, pricer_factory=factory, full=full)
@@ -95,6 +105,21 @@ def _run_import(
     )
     _print_skipped(result.report)
     _print_unpriced(unpriced)
+
+
+def _redraw(bar: Any, task: Any, every: float = 0.1) -> Callable[[int, int], None]:
+    """A progress callback that moves BAR's TASK and redraws it at most once per EVERY seconds."""
+    last = 0.0
+
+    def on_progress(done: int, _total: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        draw = now - last >= every
+        if draw:
+            last = now
+        bar.update(task, completed=done, refresh=draw)
+
+    return on_progress
 
 
 def _print_skipped(report: Any) -> None:

@@ -23,10 +23,13 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import orjson
+from msgspec import UNSET
 
 from openai_monitor.domain import ParseReport, UsageRecord
 from openai_monitor.sources.base import (
@@ -105,97 +108,292 @@ class ClaudeCodeAdapter:
         offset, lineno, skipping = begin_read(path, offset, state)
         seen: dict[str, list] = run.setdefault("claude-code:seen", {})
         projects: dict[str, str] = run.setdefault("claude-code:projects", {})
-        fname = str(path)
         fallback_project = _project_from_dir(path, projects)
-        window: OrderedDict[str, tuple[UsageRecord, bool, int, bool]] = OrderedDict()
-        loads = orjson.loads
         with open_binary(path) as fh:
+            fast = None if skipping else _fast_entries(fh, offset, fallback_project, projects)
+            if fast is not None:
+                entries, end, n_lines = fast
+                yield from _deduplicated(entries, seen, report)
+                report.lines += n_lines
+                state["offset"], state["lines"] = end, lineno + n_lines
+                state.pop("in_long_line", None)
+                return
             reader = LineReader(fh, offset, lineno, incremental=True, skipping=skipping)
-            for n, line in reader.matching(b'"usage"'):
-                if line is None:
-                    report.error(fname, n, LONG_LINE)
-                    continue
-                try:
-                    obj = loads(line)
-                except orjson.JSONDecodeError as exc:
-                    report.error(fname, n, json_error_reason(line, exc))
-                    continue
-                if not isinstance(obj, dict):
-                    report.error(fname, n, "not a JSON object")
-                    continue
-                if obj.get("type") != "assistant":
-                    continue  # e.g. a Task tool result carrying its subagent's usage
-                msg = obj.get("message")
-                usage = msg.get("usage") if isinstance(msg, dict) else None
-                if not isinstance(usage, dict):
-                    if not isinstance(msg, dict):
-                        report.error(fname, n, "assistant line without a message object")
-                    continue
-                model = msg.get("model")
-                if model == "<synthetic>":
-                    continue
-                try:
-                    rec, total = _record(obj, msg, usage, model, fallback_project, projects)
-                except (ValueError, TypeError) as exc:
-                    report.error(fname, n, str(exc))
-                    continue
-                if rec is None:
-                    report.error(fname, n, total)
-                    continue
-                mid = msg.get("id")
-                if not mid or type(mid) is not str:
-                    uid = obj.get("uuid")
-                    if isinstance(uid, str) and uid:
-                        rec.dedup_key = f"claude:uuid:{uid}"
-                    else:
-                        rec.dedup_key = "claude:line:" + hashlib.blake2b(line, digest_size=16).hexdigest()
-                    report.records += 1
-                    yield rec
-                    continue
-                rid = obj.get("requestId")
-                if type(rid) is not str:
-                    rid = ""
-                key = rec.dedup_key = f"claude:{mid}:{rid}" if rid else f"claude:{mid}"
-                sidechain = obj.get("isSidechain") is True
-                entries = seen.get(mid)
-                match = None
-                if entries is not None:
-                    for entry in entries:
-                        if entry[0] == rid or entry[1] or sidechain:
-                            match = entry
-                            break
-                if match is None:
-                    window[key] = (rec, sidechain, total, "speed" in usage)
-                    if entries is None:
-                        seen[mid] = [[rid, sidechain, key]]
-                    else:
-                        entries.append([rid, sidechain, key])
-                    if len(window) > WINDOW:
-                        report.records += 1
-                        yield window.popitem(last=False)[1][0]
-                    continue
-                held = window.get(match[2])
-                if held is None:
-                    continue  # its copy was already yielded (earlier in the file or in another file)
-                cand = (rec, sidechain, total, "speed" in usage)
-                # Preference: the non-sidechain copy, then the larger total, then the one with `speed`.
-                if (not sidechain, total, cand[3]) > (not held[1], held[2], held[3]):
-                    del window[match[2]]
-                    window[key] = cand
-                    match[0], match[1], match[2] = rid, sidechain, key
-            for pending in window.values():
-                report.records += 1
-                yield pending[0]
-            window.clear()
+            yield from _deduplicated(
+                _line_entries(reader, str(path), fallback_project, projects, report), seen, report
+            )
         report.lines += reader.lineno - lineno
         finish_read(state, reader)
 
 
+# What one usage line contributes to de-duplication: (record, message id or None, request id,
+# isSidechain, raw token total, whether usage has ``speed``). With no message id the record's key is set.
+Entry = tuple[UsageRecord, "str | None", str, bool, int, bool]
+
+
+def _deduplicated(
+    entries: Iterable[Entry], seen: dict[str, list], report: ParseReport
+) -> Iterator[UsageRecord]:
+    """The records of ENTRIES (one file, in order) with split copies of one response merged (rules in the
+    module docstring). SEEN (message id -> [request id, sidechain, key] per kept copy) is shared by the
+    files of one import; copies still in the window may be replaced by a better later copy."""
+    window: OrderedDict[str, tuple[UsageRecord, bool, int, bool]] = OrderedDict()
+    for rec, mid, rid, sidechain, total, speed in entries:
+        if mid is None:
+            report.records += 1
+            yield rec
+            continue
+        key = rec.dedup_key = f"claude:{mid}:{rid}" if rid else f"claude:{mid}"
+        found = seen.get(mid)
+        match = None
+        if found is not None:
+            for entry in found:
+                if entry[0] == rid or entry[1] or sidechain:
+                    match = entry
+                    break
+        if match is None:
+            window[key] = (rec, sidechain, total, speed)
+            if found is None:
+                seen[mid] = [[rid, sidechain, key]]
+            else:
+                found.append([rid, sidechain, key])
+            if len(window) > WINDOW:
+                report.records += 1
+                yield window.popitem(last=False)[1][0]
+            continue
+        held = window.get(match[2])
+        if held is None:
+            continue  # its copy was already yielded (earlier in the file or in another file)
+        # Preference: the non-sidechain copy, then the larger total, then the one with `speed`.
+        if (not sidechain, total, speed) > (not held[1], held[2], held[3]):
+            del window[match[2]]
+            window[key] = (rec, sidechain, total, speed)
+            match[0], match[1], match[2] = rid, sidechain, key
+    for pending in window.values():
+        report.records += 1
+        yield pending[0]
+
+
+def _line_entries(
+    reader: LineReader, fname: str, fallback_project: str, projects: dict, report: ParseReport
+) -> Iterator[Entry]:
+    """Entries of the usage lines READER finds, one line at a time; bad lines are reported as
+    ``file:line: reason``."""
+    loads = orjson.loads
+    for n, line in reader.matching(b'"usage"'):
+        if line is None:
+            report.error(fname, n, LONG_LINE)
+            continue
+        try:
+            obj = loads(line)
+        except orjson.JSONDecodeError as exc:
+            report.error(fname, n, json_error_reason(line, exc))
+            continue
+        if not isinstance(obj, dict):
+            report.error(fname, n, "not a JSON object")
+            continue
+        if obj.get("type") != "assistant":
+            continue  # e.g. a Task tool result carrying its subagent's usage
+        msg = obj.get("message")
+        usage = msg.get("usage") if isinstance(msg, dict) else None
+        if not isinstance(usage, dict):
+            if not isinstance(msg, dict):
+                report.error(fname, n, "assistant line without a message object")
+            continue
+        model = msg.get("model")
+        if model == "<synthetic>":
+            continue
+        try:
+            rec, total = _record(
+                obj.get("timestamp"),
+                usage.get("input_tokens"),
+                usage.get("output_tokens"),
+                usage.get("cache_creation_input_tokens", 0),
+                usage.get("cache_read_input_tokens", 0),
+                usage.get("cache_creation"),
+                usage.get("output_tokens_details"),
+                usage.get("speed"),
+                usage.get("service_tier"),
+                model,
+                obj.get("cwd"),
+                obj.get("costUSD"),
+                obj.get("sessionId"),
+                fallback_project,
+                projects,
+            )
+        except (ValueError, TypeError) as exc:
+            report.error(fname, n, str(exc))
+            continue
+        if rec is None:
+            report.error(fname, n, total)
+            continue
+        mid = msg.get("id")
+        if not mid or type(mid) is not str:
+            uid = obj.get("uuid")
+            if isinstance(uid, str) and uid:
+                rec.dedup_key = f"claude:uuid:{uid}"
+            else:
+                rec.dedup_key = "claude:line:" + hashlib.blake2b(line, digest_size=16).hexdigest()
+            yield rec, None, "", False, total, False
+            continue
+        rid = obj.get("requestId")
+        yield (
+            rec,
+            mid,
+            rid if type(rid) is str else "",
+            obj.get("isSidechain") is True,
+            total,
+            "speed" in usage,
+        )
+
+
+# -- the fast path: a whole file decoded at once --------------------------------------------------------
+#
+# msgspec decodes a file's lines into structs holding only the fields used here, skipping the rest (tool
+# output, message text) in C: 210 MB of generated logs in 0.25 s against 0.36 s to find the usage lines and
+# decode each with orjson, and no dict per line. Any line the fast path cannot take as the line-by-line
+# path would (invalid JSON or UTF-8, an unexpected type, a bad value, a line without message id or uuid,
+# whose key hashes the line's bytes) sends the whole file to that path, which reports it as file:line.
+
+# Files (the part still to read) above this size are streamed line by line; below MAX_LINE_BYTES, so that
+# no line read here can be over-long.
+FAST_MAX_BYTES = 32 * 1024 * 1024
+
+
+class _Usage(msgspec.Struct):
+    input_tokens: Any = None
+    output_tokens: Any = None
+    cache_creation_input_tokens: Any = 0
+    cache_read_input_tokens: Any = 0
+    cache_creation: Any = None
+    output_tokens_details: Any = None
+    speed: Any = msgspec.UNSET
+    service_tier: Any = None
+
+
+class _Message(msgspec.Struct):
+    id: Any = None
+    model: Any = None
+    usage: _Usage | None = None
+
+
+class _Line(msgspec.Struct):
+    type: Any = None
+    message: _Message | None = None
+    timestamp: Any = None
+    requestId: Any = None
+    isSidechain: Any = None
+    uuid: Any = None
+    cwd: Any = None
+    sessionId: Any = None
+    costUSD: Any = None
+
+
+_DECODER = msgspec.json.Decoder(_Line)
+
+
+def _fast_entries(
+    fh: Any, offset: int, fallback_project: str, projects: dict
+) -> tuple[list[Entry], int, int] | None:
+    """``(entries, offset after the last complete line, lines read)`` of the file from OFFSET, or None
+    when the line-by-line path must read it (too large, or a line it would report or treat apart)."""
+    size = os.fstat(fh.fileno()).st_size - offset
+    if size > FAST_MAX_BYTES:
+        return None
+    fh.seek(offset)
+    data = fh.read(size + 1)
+    end = data.rfind(b"\n") + 1  # a last line without newline may still be being written: left for later
+    if end < len(data):
+        data = data[:end]
+    n_lines = data.count(b"\n")
+    if b'"usage"' not in data:
+        return [], offset + end, n_lines
+    if not data.isascii():
+        try:
+            data.decode("utf-8")  # msgspec does not check the text it skips; orjson rejects the line
+        except UnicodeDecodeError:
+            return None
+    try:
+        lines = _DECODER.decode_lines(data)
+    except msgspec.DecodeError:  # also a field of an unexpected type (msgspec.ValidationError)
+        return None
+    entries: list[Entry] = []
+    add = entries.append
+    for o in lines:
+        if o.type != "assistant":
+            continue
+        msg = o.message
+        if msg is None:
+            return None  # reported by the line-by-line path when the line mentions usage
+        usage = msg.usage
+        if usage is None:
+            continue
+        model = msg.model
+        if model == "<synthetic>":
+            continue
+        try:
+            rec, total = _record(
+                o.timestamp,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_creation_input_tokens,
+                usage.cache_read_input_tokens,
+                usage.cache_creation,
+                usage.output_tokens_details,
+                usage.speed,
+                usage.service_tier,
+                model,
+                o.cwd,
+                o.costUSD,
+                o.sessionId,
+                fallback_project,
+                projects,
+            )
+        except (ValueError, TypeError):
+            return None
+        if rec is None:
+            return None
+        mid = msg.id
+        if not mid or type(mid) is not str:
+            uid = o.uuid
+            if not (isinstance(uid, str) and uid):
+                return None  # keyed by a hash of the line's bytes: the line-by-line path has them
+            rec.dedup_key = f"claude:uuid:{uid}"
+            add((rec, None, "", False, total, False))
+            continue
+        rid = o.requestId
+        add(
+            (
+                rec,
+                mid,
+                rid if type(rid) is str else "",
+                o.isSidechain is True,
+                total,
+                usage.speed is not UNSET,
+            )
+        )
+    return entries, offset + end, n_lines
+
+
 def _record(
-    obj: dict, msg: dict, usage: dict, model: object, fallback_project: str, projects: dict
+    ts_raw: Any,
+    inp: Any,
+    out: Any,
+    cc: Any,
+    cr: Any,
+    detail: Any,
+    otd: Any,
+    speed: Any,
+    service_tier: Any,
+    model: Any,
+    cwd: Any,
+    cost: Any,
+    sid: Any,
+    fallback_project: str,
+    projects: dict,
 ) -> tuple[UsageRecord | None, int | str]:
-    """The normalised record of one assistant line and its raw total, or (None, reason)."""
-    ts_raw = obj.get("timestamp")
+    """The normalised record of one assistant line (its fields as decoded) and its raw total, or
+    (None, reason)."""
     # Inlined fast path of parse_iso_ts: this function runs once per API call in the logs.
     base = (
         MINUTE_EPOCH.get(ts_raw[:16])
@@ -206,19 +404,12 @@ def _record(
         ts = base + int(ts_raw[17:19]) if base is not None else parse_iso_ts(ts_raw)
     except ValueError:
         return None, f"bad timestamp {ts_raw!r}"
-    inp = usage.get("input_tokens")
-    out = usage.get("output_tokens")
     if inp is None or out is None:
         return None, "usage without input_tokens/output_tokens"
-    cc = usage.get("cache_creation_input_tokens", 0)
-    cr = usage.get("cache_read_input_tokens", 0)
     if type(inp) is not int or type(out) is not int or type(cc) is not int or type(cr) is not int:
         inp, out, cc, cr = as_int(inp), as_int(out), as_int(cc), as_int(cr)
-    detail = usage.get("cache_creation")
     cc_1h = as_int(detail.get("ephemeral_1h_input_tokens")) if type(detail) is dict else 0
-    otd = usage.get("output_tokens_details")
     thinking = as_int(otd.get("thinking_tokens")) if type(otd) is dict else 0
-    cwd = obj.get("cwd")
     if cwd and type(cwd) is str:
         project = projects.get(cwd)
         if project is None:
@@ -226,14 +417,12 @@ def _record(
     else:
         project = fallback_project
     tier = ""
-    if usage.get("speed") == "fast":
+    if speed == "fast":
         tier = "fast"
-    elif usage.get("service_tier") in ("priority", "batch"):
-        tier = usage["service_tier"]
-    cost = obj.get("costUSD")
+    elif service_tier in ("priority", "batch"):
+        tier = service_tier
     if cost is not None and (isinstance(cost, bool) or not isinstance(cost, (int, float))):
         return None, f"bad costUSD {cost!r}"
-    sid = obj.get("sessionId")
     rec = UsageRecord(
         ts=ts,
         provider="anthropic",

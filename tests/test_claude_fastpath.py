@@ -1,0 +1,63 @@
+"""The Claude Code adapter reads a file whole (msgspec's line decoder) or line by line, with the same
+results: records, malformed-line reports and file state."""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+
+from helpers_common import gen_claude_logs
+from test_sources_claude import line, read_all
+
+from openai_monitor.sources import claude_code
+from openai_monitor.sources.claude_code import ClaudeCodeAdapter
+
+A = ClaudeCodeAdapter()
+
+
+def _read_with(files, fast_max: int, monkeypatch) -> tuple:
+    monkeypatch.setattr(claude_code, "FAST_MAX_BYTES", fast_max)
+    states: dict = {}
+    recs, report = read_all(files, states=states)
+    return recs, report, states
+
+
+def test_whole_file_and_line_by_line_reads_agree(tmp_path, monkeypatch):
+    """On generated logs with cross-file copies, plus files holding each kind of line the whole-file
+    path hands over (bad JSON, bad UTF-8 in text it skips, a message that is not an object, a line with
+    neither message id nor uuid, an unexpected type), both paths give the same records, reports and
+    states; clean files are read whole."""
+    out = gen_claude_logs(tmp_path / "home", "2MB", "--continue-p", "0.6", "--subagent-p", "0.5")
+    files = A.discover(out)
+    odd = [
+        b"not json at all",
+        line("m2", "r2").encode().replace(b"ok", b"\xff\xfe"),
+        b'{"type":"assistant","message":"text","usage":1}',
+        b'{"type":"assistant","message":null,"x":"usage"}',
+        b'{"type":"assistant","message":{"model":"claude-sonnet-4-20250514","usage":{"input_tokens":1,'
+        b'"output_tokens":2}},"timestamp":"2025-06-01T00:00:00Z"}',
+        b'{"type":"assistant","message":{"id":7,"model":"m","usage":{"input_tokens":"x","output_tokens":2}},'
+        b'"timestamp":"2025-06-01T00:00:00Z","uuid":"u1"}',
+        b"[1, 2]",
+    ]
+    for i, bad in enumerate(odd):
+        with open(files[i], "ab") as fh:
+            fh.write(bad + b"\n")
+    fast = _read_with(files, claude_code.FAST_MAX_BYTES, monkeypatch)
+    slow = _read_with(files, -1, monkeypatch)
+    assert [astuple(r) for r in fast[0]] == [astuple(r) for r in slow[0]]
+    assert len(fast[0]) > 300
+    assert [str(e) for e in fast[1].errors] == [str(e) for e in slow[1].errors]
+    assert (fast[1].lines, fast[1].records, fast[1].skipped) == (
+        slow[1].lines,
+        slow[1].records,
+        slow[1].skipped,
+    )
+    assert fast[1].skipped >= 4
+    assert fast[2] == slow[2]
+    # The files without odd lines really were read whole.
+    taken = []
+    real = claude_code._fast_entries
+    monkeypatch.setattr(claude_code, "FAST_MAX_BYTES", 32 * 1024 * 1024)
+    monkeypatch.setattr(claude_code, "_fast_entries", lambda *a: taken.append(r := real(*a)) or r)
+    read_all(files)
+    assert sum(r is not None for r in taken) == len(files) - len(odd)

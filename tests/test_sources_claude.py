@@ -17,6 +17,7 @@ from helpers_common import gen_claude_logs
 from openai_monitor.domain import ParseReport
 from openai_monitor.errors import InputError
 from openai_monitor.sources import claude_code
+from openai_monitor.sources.base import resume_lineno
 from openai_monitor.sources.claude_code import ClaudeCodeAdapter
 
 A = ClaudeCodeAdapter()
@@ -235,14 +236,23 @@ def test_incremental_read_after_append_yields_only_new_records(tmp_path):
     first, _ = read_all([f], states=states)
     assert [r.dedup_key for r in first] == ["claude:m1:r1", "claude:m2:r2"]
     st = states[str(f)]
-    assert st["lines"] == 2 and st["offset"] < f.stat().st_size
+    # Read whole, the lines are counted only if a later read must number one (UNCOUNTED until then).
+    assert lines_of(f, st) == 2 and st["offset"] < f.stat().st_size
     with open(f, "a") as fh:
-        fh.write(partial[50:] + "\n" + "{broken\n" + line("m4", "r4") + "\n")
+        fh.write(
+            partial[50:] + "\n" + "{broken\n" + line("m4", "r4") + "\n" + line("m5", "r5", out=-1) + "\n"
+        )
     second, report = read_all([f], states=states)
     assert [r.dedup_key for r in second] == ["claude:m3:r3", "claude:m4:r4"]
-    assert report.lines == 3 and st["lines"] == 5 and st["offset"] == f.stat().st_size
+    assert [(e.line, e.reason) for e in report.errors] == [(6, "negative output_tokens")]
+    assert report.lines == 4 and lines_of(f, st) == 6 and st["offset"] == f.stat().st_size
     third, report = read_all([f], states=states)
     assert third == [] and report.lines == 0
+
+
+def lines_of(path: Path, state: dict) -> int:
+    """The line count a file state stands for (counted from the file when the reader left it UNCOUNTED)."""
+    return resume_lineno(path, state["offset"], state["lines"])
 
 
 def test_truncated_file_restarts_from_zero(tmp_path):
@@ -251,7 +261,7 @@ def test_truncated_file_restarts_from_zero(tmp_path):
     list(A.read(f, offset=0, state=state, run={}, report=ParseReport(), options={}))
     write(f, [line("m9", "r9")])
     recs = list(A.read(f, offset=state["offset"], state=state, run={}, report=ParseReport(), options={}))
-    assert [r.dedup_key for r in recs] == ["claude:m9:r9"] and state["lines"] == 1
+    assert [r.dedup_key for r in recs] == ["claude:m9:r9"] and lines_of(f, state) == 1
 
 
 def test_project_falls_back_to_the_encoded_directory(tmp_path):

@@ -117,7 +117,15 @@ for _name in COMMAND_MODULES:
 
 
 def main() -> None:
-    app(prog_name=_prog_name())
+    try:
+        app(prog_name=_prog_name())
+    finally:
+        # Nothing is left to collect when a command ends, but the interpreter's last collections would
+        # still walk every object the command and its imports made (0.11-0.13 s after importing 210 MB
+        # of Claude logs, 0.02 s frozen). Finalisers and atexit handlers still run.
+        import gc
+
+        gc.freeze()
 
 
 def _prog_name() -> str:

@@ -143,8 +143,12 @@ def _work(conn: Any, adapter: Any, todo: list, stats: dict, options: dict, price
 
     gc.disable()  # big batches, no reference cycles; as in run_import
     try:
-        for b in produce_batches(adapter, todo, stats, options, pricer, batch_files=BATCH_FILES):
-            b.rows, b.deltas, b.consts = batch_rows(b, lambda rows, _cols: _rollup_deltas_py(rows))
+        # Columnar: adapters that can (Claude Code) hand over their records as columns, which are priced,
+        # summed and sent as such, without an object per record.
+        for b in produce_batches(
+            adapter, todo, stats, options, pricer, batch_files=BATCH_FILES, columnar=True
+        ):
+            b.rows, b.deltas, b.consts = batch_rows(b, _rollup_deltas_py)
             conn.send(b)
             if b.error is not None:
                 return

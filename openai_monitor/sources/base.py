@@ -263,8 +263,27 @@ def _skip_line(fh: BinaryIO) -> tuple[int, bytes]:
         skipped += n
 
 
-def begin_read(path: Path, offset: int, state: dict) -> tuple[int, int, bool]:
-    """Where to resume: ``(offset, lineno, in_long_line)``; restarts at 0 when the file shrank."""
+# A file state's ``lines`` when the reader did not count them (a file read whole, which needs no line
+# numbers unless a later read of it must report one): begin_read counts them then.
+UNCOUNTED = -1
+
+
+def _count_lines(path: Path, end: int) -> int:
+    """Newlines in the first END bytes of PATH."""
+    n = 0
+    with open_binary(path) as fh:
+        while end > 0:
+            chunk = fh.read(min(CHUNK_BYTES, end))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            end -= len(chunk)
+    return n
+
+
+def begin_read(path: Path, offset: int, state: dict, *, count: bool = True) -> tuple[int, int, bool]:
+    """Where to resume: ``(offset, lineno, in_long_line)``; restarts at 0 when the file shrank. Lines left
+    UNCOUNTED are counted, unless COUNT is false (``lineno`` is then UNCOUNTED: see ``resume_lineno``)."""
     try:
         size = path.stat().st_size
     except OSError as exc:
@@ -277,7 +296,15 @@ def begin_read(path: Path, offset: int, state: dict) -> tuple[int, int, bool]:
         offset = 0
     if offset == 0:
         return 0, 0, False
-    return offset, int(state.get("lines", 0)), bool(state.get("in_long_line", False))
+    lines = int(state.get("lines", 0))
+    if lines < 0 and count:
+        lines = _count_lines(path, offset)
+    return offset, max(lines, UNCOUNTED), bool(state.get("in_long_line", False))
+
+
+def resume_lineno(path: Path, offset: int, lineno: int) -> int:
+    """LINENO as ``begin_read(..., count=False)`` gave it, counted if it was UNCOUNTED."""
+    return _count_lines(path, offset) if lineno < 0 else lineno
 
 
 def open_binary(path: Path) -> BinaryIO:

@@ -129,30 +129,48 @@ def _rollup_upsert_values_sql(paramstyle: str) -> str:
     return db.placeholder_sql(sql, paramstyle)
 
 
-def _rollup_deltas_py(rows: Sequence[tuple]) -> list[tuple]:
-    """Rollup rows of a small batch of new records: one pass summing each record into the hour bucket
-    of its full (provider, model, user, project, api key) combination, then the four dims and the day
-    grain are derived from that far smaller table."""
-    fine: dict[tuple, list] = {}
-    count_idx = _COUNT_IDX
+def _hour(ts: int) -> int:
+    ts = int(ts)
+    return ts - ts % 3600
+
+
+def _rollup_deltas_py(rows: Sequence[tuple] | None, cols: Sequence[Sequence] | None = None) -> list[tuple]:
+    """Rollup rows of a small batch of new records (ROWS, or the same records as columns COLS): the
+    records are grouped by the hour bucket of their full (provider, model, user, project, api key)
+    combination and each group's columns summed at once, then the four dims and the day grain are derived
+    from that far smaller table. (Summing record by record into the groups took 3x as long: 50k Claude
+    records, 0.19 s against 0.06 s.)"""
+    if cols is None:
+        cols = list(zip(*rows)) if rows else []
+    if not cols or not cols[0]:
+        return []
+    groups: dict[tuple, list[int]] = {}
     _, p, m, u, pr, k = _GROUP_IDX
-    for r in rows:
-        ts = int(r[0])
-        cost = r[_COST_IDX]
-        key = (ts - ts % 3600, r[p], r[m], r[u], r[pr], r[k])
-        acc = fine.get(key)
-        if acc is None:
-            acc = fine[key] = [0] * _N_SUMS
-            acc[-2] = acc[-3] = 0.0
-        acc[0] += 1
-        for j, i in enumerate(count_idx, 1):
-            acc[j] += r[i]
-        if cost is None or cost != cost:  # NaN is stored as NULL by SQLite: unpriced either way
-            acc[-1] += 1
+    keys = zip(map(_hour, cols[_GROUP_IDX[0]]), cols[p], cols[m], cols[u], cols[pr], cols[k])
+    for i, key in enumerate(keys):
+        idx = groups.get(key)
+        if idx is None:
+            groups[key] = [i]
         else:
-            acc[-3] += cost
-            if r[_REPORTED_IDX]:
-                acc[-2] += cost
+            idx.append(i)
+    counts = [cols[i] for i in _COUNT_IDX]
+    cost_col, reported_col = cols[_COST_IDX], cols[_REPORTED_IDX]
+    fine: dict[tuple, list] = {}
+    for key, idx in groups.items():
+        acc: list = [len(idx)]
+        acc.extend(sum(map(col.__getitem__, idx)) for col in counts)
+        cost = reported = 0.0
+        unpriced = 0
+        for i in idx:
+            c = cost_col[i]
+            if c is None or c != c:  # NaN is stored as NULL by SQLite: unpriced either way
+                unpriced += 1
+            else:
+                cost += c
+                if reported_col[i]:
+                    reported += c
+        acc += (cost, reported, unpriced)
+        fine[key] = acc
     out: dict[tuple, list] = {}
     dims = list(s.ROLLUP_DIMS)
     for (hour, provider, *vals), acc in fine.items():
@@ -245,7 +263,7 @@ def _rollup_deltas(rows: Sequence[tuple] | None, cols: Sequence[Sequence] | None
     n = len(rows) if rows is not None else len(cols[0]) if cols else 0
     if n >= _NUMPY_MIN_ROWS:
         return _rollup_deltas_np(rows, cols)
-    return _rollup_deltas_py(rows if rows is not None else list(zip(*cols or ())))
+    return _rollup_deltas_py(rows, cols)
 
 
 def record_rows(records: Iterable[UsageRecord]) -> list[tuple]:

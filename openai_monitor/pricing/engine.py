@@ -404,8 +404,11 @@ class Pricer:
         cost_c, version_c = cols[_F_COST], cols[_F_VERSION]
         cache = self._entry_cache
         entry_for = self._entry
-        for i, (reported, prov, model, tier, ts) in enumerate(
-            zip(cols[_F_REPORTED], cols[_F_PROVIDER], cols[_F_MODEL], cols[_F_TIER], cols[_F_TS])
+        fields = (_F_REPORTED, _F_PROVIDER, _F_MODEL, _F_TIER, _F_TS, _F_INPUT, _F_REQUESTS)
+        fields += (_F_CACHED, _F_CW, _F_CW1, _F_OUTPUT, _F_REASONING)
+        # One zip over the columns used (indexing twelve lists per record cost a third more).
+        for i, (reported, prov, model, tier, ts, inp, n, cached, cw, cw1, out, rs) in enumerate(
+            zip(*[cols[f] for f in fields])
         ):
             if reported:
                 continue
@@ -417,21 +420,16 @@ class Pricer:
                 version_c[i] = None
                 continue
             rates, tiers, version = entry
-            inp = cols[_F_INPUT][i]
             if tiers:
-                n = cols[_F_REQUESTS][i]
                 per_request = inp / n if n > 0 else inp
                 for threshold, tier_rates in tiers:
                     if per_request > threshold:
                         rates = tier_rates
-            cached = cols[_F_CACHED][i]
-            cw = cols[_F_CW][i]
-            cw1 = cols[_F_CW1][i]
             r_in, r_cr, r_cw5, r_cw1, r_out, r_rs = rates
             total = (inp - cached - cw) * r_in + cached * r_cr + (cw - cw1) * r_cw5 + cw1 * r_cw1
-            total += cols[_F_OUTPUT][i] * r_out
+            total += out * r_out
             if r_rs:
-                total += cols[_F_REASONING][i] * r_rs
+                total += rs * r_rs
             cost_c[i] = total / 1_000_000
             version_c[i] = version
 

@@ -18,7 +18,9 @@ rollup deltas; each batch is still one store transaction with its files' progres
 from __future__ import annotations
 
 import gc
+import marshal
 import os
+import pickle
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
@@ -148,13 +150,18 @@ def _work(conn: Any, adapter: Any, todo: list, stats: dict, options: dict, price
         for b in produce_batches(
             adapter, todo, stats, options, pricer, batch_files=BATCH_FILES, columnar=True
         ):
-            b.rows, b.deltas, b.consts = batch_rows(b, _rollup_deltas_py)
-            conn.send(b)
+            rows = batch_rows(b, _rollup_deltas_py)
+            # As in parallel_ingest: the rows marshalled (faster than pickle both ways), then the rest
+            # of the batch pickled.
+            tail = pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
+            conn.send_bytes(marshal.dumps(rows))
+            conn.send_bytes(tail)
             if b.error is not None:
                 return
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the writing process
         from ..domain import ParseReport
 
+        conn.send_bytes(marshal.dumps(None))
         conn.send(Batch([], [], ParseReport(), error=e))
     finally:
         conn.close()
@@ -190,10 +197,13 @@ def batches_in_forks(
         while live:
             for c in wait(live):
                 try:
+                    data = marshal.loads(c.recv_bytes())
                     b = c.recv()
                 except EOFError:
                     live.remove(c)
                     continue
+                if data is not None:
+                    b.rows, b.deltas, b.consts = data
                 done[c] = b.done_bytes
                 b.done_bytes = sum(done.values())
                 yield b

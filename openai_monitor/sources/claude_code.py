@@ -438,8 +438,12 @@ def _record(
         return None, "usage without input_tokens/output_tokens"
     if type(inp) is not int or type(out) is not int or type(cc) is not int or type(cr) is not int:
         inp, out, cc, cr = as_int(inp), as_int(out), as_int(cc), as_int(cr)
-    cc_1h = as_int(detail.get("ephemeral_1h_input_tokens")) if type(detail) is dict else 0
-    thinking = as_int(otd.get("thinking_tokens")) if type(otd) is dict else 0
+    cc_1h = detail.get("ephemeral_1h_input_tokens", 0) if type(detail) is dict else 0
+    if type(cc_1h) is not int:
+        cc_1h = as_int(cc_1h)
+    thinking = otd.get("thinking_tokens", 0) if type(otd) is dict else 0
+    if type(thinking) is not int:
+        thinking = as_int(thinking)
     if cwd and type(cwd) is str:
         project = projects.get(cwd)
         if project is None:

@@ -150,21 +150,40 @@ def _work(conn: Any, adapter: Any, todo: list, stats: dict, options: dict, price
         for b in produce_batches(
             adapter, todo, stats, options, pricer, batch_files=BATCH_FILES, columnar=True
         ):
-            rows = batch_rows(b, _rollup_deltas_py)
-            # As in parallel_ingest: the rows marshalled (faster than pickle both ways), then the rest
-            # of the batch pickled.
-            tail = pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
-            conn.send_bytes(marshal.dumps(rows))
-            conn.send_bytes(tail)
+            send_batch(conn, b, batch_rows(b, _rollup_deltas_py))
             if b.error is not None:
                 return
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the writing process
-        from ..domain import ParseReport
-
-        conn.send_bytes(marshal.dumps(None))
-        conn.send(Batch([], [], ParseReport(), error=e))
+        send_failure(conn, e)
     finally:
         conn.close()
+
+
+def send_batch(conn: Any, b: Batch, rows: tuple) -> None:
+    """Send batch B from a parsing process: ROWS ``(rows, deltas, consts)`` marshalled (they hold only
+    str, int, float, bool and None: faster than pickle both ways; a 100k-row batch 124 -> 99 ms), then
+    the rest of B pickled, pickled first so that a failure to pickle it cannot leave the rows' message
+    alone in the pipe."""
+    tail = pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
+    conn.send_bytes(marshal.dumps(rows))
+    conn.send_bytes(tail)
+
+
+def send_failure(conn: Any, error: BaseException) -> None:
+    """Send an empty batch carrying ERROR (what ended a parsing process)."""
+    from ..domain import ParseReport
+
+    conn.send_bytes(marshal.dumps(None))
+    conn.send(Batch([], [], ParseReport(), error=error))
+
+
+def recv_batch(conn: Any) -> Batch:
+    """The next batch ``send_batch`` or ``send_failure`` sent on CONN (EOFError once it is closed)."""
+    data = marshal.loads(conn.recv_bytes())
+    b = conn.recv()
+    if data is not None:
+        b.rows, b.deltas, b.consts = data
+    return b
 
 
 def batches_in_forks(
@@ -197,13 +216,10 @@ def batches_in_forks(
         while live:
             for c in wait(live):
                 try:
-                    data = marshal.loads(c.recv_bytes())
-                    b = c.recv()
+                    b = recv_batch(c)
                 except EOFError:
                     live.remove(c)
                     continue
-                if data is not None:
-                    b.rows, b.deltas, b.consts = data
                 done[c] = b.done_bytes
                 b.done_bytes = sum(done.values())
                 yield b

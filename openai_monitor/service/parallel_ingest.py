@@ -12,7 +12,6 @@ Used for large files only (``use_worker``).
 from __future__ import annotations
 
 import gc
-import marshal
 import os
 import pickle
 import subprocess
@@ -63,7 +62,7 @@ def _worker(
     conn: Any, adapter: Any, todo: list, stats: dict, options: dict, pricer_factory: Any, sizes: tuple
 ) -> None:
     from ..store.repo import rollup_deltas
-    from .fork_ingest import batch_rows
+    from .fork_ingest import batch_rows, send_batch, send_failure
 
     gc.disable()  # as in run_import: big batches, no reference cycles
     try:
@@ -80,24 +79,11 @@ def _worker(
             ramp_from=RAMP_FROM,
             columnar=True,
         ):
-            rows, deltas, consts = batch_rows(b, rollup_deltas)
-            # Rows and deltas hold only str, int, float, bool and None: marshal writes them faster than
-            # pickle (a 100k-row batch: 124 -> 99 ms) and reads them as fast. The batch follows, pickled
-            # first so that a failure to pickle it cannot leave the rows' message alone in the pipe.
-            tail = pickle.dumps(b, protocol=pickle.HIGHEST_PROTOCOL)
-            conn.send_bytes(marshal.dumps((rows, deltas, consts)))
-            conn.send_bytes(tail)
+            send_batch(conn, b, batch_rows(b, rollup_deltas))
     except BaseException as e:  # noqa: BLE001 - every failure is reported to the importing process
-        conn.send_bytes(marshal.dumps(None))
-        conn.send(Batch([], [], _empty_report(), error=e))
+        send_failure(conn, e)
     finally:
         conn.close()
-
-
-def _empty_report() -> Any:
-    from ..domain import ParseReport
-
-    return ParseReport()
 
 
 def _child() -> None:
@@ -168,17 +154,16 @@ def batches_in_worker(
 def _received(recv: Any, exit_code: Callable[[], int]) -> Iterator[Batch]:
     """The batches a parsing process sends (its rows marshalled, then the pickled batch), until it closes
     the pipe (``exit_code()`` must then be 0) or sends a batch carrying an error."""
+    from .fork_ingest import recv_batch
+
     while True:
         try:
-            data = marshal.loads(recv.recv_bytes())
-            b = recv.recv()
+            b = recv_batch(recv)
         except EOFError:
             code = exit_code()
             if code != 0:
                 raise RuntimeError(f"the parsing process exited with code {code}") from None
             return
-        if data is not None:
-            b.rows, b.deltas, b.consts = data
         yield b
         if b.error is not None:
             return

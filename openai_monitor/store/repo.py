@@ -115,7 +115,6 @@ def _shadow_where(cur: Any, where: str) -> None:
 
 # Below this many new rows a plain dict aggregation beats numpy's fixed per-call cost.
 _NUMPY_MIN_ROWS = 2_000
-_N_SUMS = len(s.ROLLUP_SUMS)
 
 
 def _rollup_upsert_values_sql(paramstyle: str) -> str:

@@ -6,9 +6,11 @@ import calendar
 import datetime as dt
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
+
+import orjson
 
 from openai_monitor.domain import ParseReport, UsageRecord
 from openai_monitor.errors import InputError
@@ -338,6 +340,30 @@ def json_error_reason(line: bytes, exc: Exception) -> str:
     if "unexpected end" in msg.lower() or "eof" in msg.lower():
         return "truncated JSON"
     return f"invalid JSON: {msg[:120]}"
+
+
+def json_objects(
+    lines: Iterable[tuple[int, bytes | None]], fname: str, report: ParseReport
+) -> Iterator[tuple[int, bytes, dict]]:
+    """``(line number, line, object)`` for each of LINES (a LineReader's) holding a JSON object. Blank
+    lines are passed over; over-long lines, invalid JSON and other JSON values are reported to REPORT
+    as ``file:line: reason``."""
+    loads = orjson.loads
+    for n, line in lines:
+        if line is None:
+            report.error(fname, n, LONG_LINE)
+            continue
+        if not line.strip():
+            continue
+        try:
+            obj = loads(line)
+        except orjson.JSONDecodeError as exc:
+            report.error(fname, n, json_error_reason(line, exc))
+            continue
+        if not isinstance(obj, dict):
+            report.error(fname, n, "not a JSON object")
+            continue
+        yield n, line, obj
 
 
 # --- timestamps -------------------------------------------------------------------------------

@@ -28,12 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import orjson
 from msgspec import UNSET
 
 from openai_monitor.domain import COLUMNS_OPTION, FIELD_INDEX, ParseReport, RecordColumns, UsageRecord
 from openai_monitor.sources.base import (
-    LONG_LINE,
     MINUTE_EPOCH,
     UNCOUNTED,
     LineReader,
@@ -42,7 +40,7 @@ from openai_monitor.sources.base import (
     expand_roots,
     files_under,
     finish_read,
-    json_error_reason,
+    json_objects,
     open_binary,
     parse_iso_ts,
     path_basename,
@@ -210,19 +208,7 @@ def _line_entries(
 ) -> Iterator[Entry]:
     """Entries of the usage lines READER finds, one line at a time; bad lines are reported as
     ``file:line: reason``."""
-    loads = orjson.loads
-    for n, line in reader.matching(b'"usage"'):
-        if line is None:
-            report.error(fname, n, LONG_LINE)
-            continue
-        try:
-            obj = loads(line)
-        except orjson.JSONDecodeError as exc:
-            report.error(fname, n, json_error_reason(line, exc))
-            continue
-        if not isinstance(obj, dict):
-            report.error(fname, n, "not a JSON object")
-            continue
+    for n, line, obj in json_objects(reader.matching(b'"usage"'), fname, report):
         if obj.get("type") != "assistant":
             continue  # e.g. a Task tool result carrying its subagent's usage
         msg = obj.get("message")

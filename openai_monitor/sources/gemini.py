@@ -28,7 +28,6 @@ import orjson
 
 from openai_monitor.domain import ParseReport, UsageRecord
 from openai_monitor.sources.base import (
-    LONG_LINE,
     LineReader,
     as_int,
     begin_read,
@@ -36,6 +35,7 @@ from openai_monitor.sources.base import (
     files_under,
     finish_read,
     json_error_reason,
+    json_objects,
     open_binary,
     parse_iso_ts,
     path_basename,
@@ -93,20 +93,7 @@ class GeminiAdapter:
         latest: dict[str, tuple[int, dict]] = {}  # message id -> (line, last copy)
         with open_binary(path) as fh:
             reader = LineReader(fh, offset, lineno, incremental=True, skipping=skipping)
-            for n, line in reader:
-                if line is None:
-                    report.error(fname, n, LONG_LINE)
-                    continue
-                if not line.strip():
-                    continue
-                try:
-                    obj = orjson.loads(line)
-                except orjson.JSONDecodeError as exc:
-                    report.error(fname, n, json_error_reason(line, exc))
-                    continue
-                if not isinstance(obj, dict):
-                    report.error(fname, n, "not a JSON object")
-                    continue
+            for n, _line, obj in json_objects(reader, fname, report):
                 if "$rewindTo" in obj:
                     continue  # billed calls stay counted; see module docstring
                 if "$set" in obj:

@@ -67,3 +67,35 @@ def test_whole_file_and_line_by_line_reads_agree(tmp_path, monkeypatch):
     monkeypatch.setattr(claude_code, "_fast_entries", lambda *a: taken.append(r := real(*a)) or r)
     read_all(files)
     assert sum(r is not None for r in taken) == len(files) - len(odd)
+
+
+def test_every_field_kind_is_taken_whole_and_equal_to_line_by_line(tmp_path, monkeypatch):
+    """A file using each field the records take (billed cost, fast mode, thinking tokens, 1-hour cache
+    writes, priority tier, a line without message id, no cwd, a non-text session id, a synthetic
+    placeholder, split copies and a sidechain copy) is read whole, with the line-by-line records."""
+    f = tmp_path / "projects" / "-home-dev-code-webapp" / "s.jsonl"
+    f.parent.mkdir(parents=True)
+    lines = [
+        '{"type":"user","message":{"role":"user","content":"hi"},"timestamp":"2025-06-01T09:59:00Z"}',
+        line("m1", "r1", cc=2089, cr=16399, inp=15, out=445, cc1h=89, costUSD=0.0123),
+        line("m2", "r2", usage_extra={"speed": "fast", "output_tokens_details": {"thinking_tokens": 40}}),
+        line("m3", "r3", usage_extra={"service_tier": "priority"}, costUSD=2),
+        line(None, "r4", ts="2025-06-01T10:05:00+02:00"),
+        line("m5", "r5", cwd=None, sessionId=17),
+        line("m6", "r6", model="<synthetic>"),
+        line("m7", "r7", out=10),
+        line("m7", "r7", out=90),  # a later, larger copy of the same response replaces the first
+        line("m7", "r7b", sidechain=True, out=500),  # a sidechain copy under another request id
+        line("m8", None, out=7),
+    ]
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    taken = []
+    real = claude_code._fast_entries
+    monkeypatch.setattr(claude_code, "_fast_entries", lambda *a: taken.append(r := real(*a)) or r)
+    fast = _read_with([f], claude_code.FAST_MAX_BYTES, monkeypatch)
+    assert len(taken) == 1 and taken[0] is not None
+    slow = _read_with([f], -1, monkeypatch)
+    assert [astuple(r) for r in fast[0]] == [astuple(r) for r in slow[0]]
+    assert len(fast[0]) == 7 and fast[1].skipped == 0 and fast[1].lines == slow[1].lines == len(lines)
+    assert {r.service_tier for r in fast[0]} == {"", "fast", "priority"}
+    assert sorted(r.cost_usd for r in fast[0] if r.cost_reported) == [0.0123, 2.0]

@@ -58,16 +58,18 @@ def forked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fork_ingest, "_threads", lambda: 1)
 
 
-def _import(root: Path, db: Path, parallel: bool) -> dict:
+def _import(root: Path, db: Path, parallel: bool, factory: bool = False) -> dict:
+    """``factory``: the Pricer is built by each parsing process (as the CLI's import does), not here."""
     store = Store(f"sqlite:///{db}")
+    priced = {"pricer_factory": make_pricer} if factory else {"pricer": make_pricer(load_settings())}
     try:
         res = run_import(
             store,
             get_adapter("claude-code"),
             path=root,
-            pricer=make_pricer(load_settings()),
             parallel=parallel,
             now=1_750_000_000,
+            **priced,
         )
     finally:
         store.dispose()
@@ -83,18 +85,26 @@ def test_forked_import_equals_in_process(generated: Path, tmp_path: Path, forked
     todo = [(p, 0, {}) for p in files]
     stats = {p: _stat(p) for p in files}
     assert fork_ingest.worker_count(adapter, todo, stats, True) == 2
-    parts = fork_ingest.shards(adapter, todo, stats, 2)
-    # Every project directory is read by exactly one worker, each in the import's file order.
+    parts = fork_ingest.shards(adapter, todo, stats)
+    # A shard is one project directory, in the import's file order; together they hold every file once;
+    # the largest (bytes) come first.
     keys = [{adapter.shard_key(p) for p, _, _ in part} for part in parts]
-    assert len(parts) == 2 and not keys[0] & keys[1]
+    assert all(len(k) == 1 for k in keys) and len(set.union(*keys)) == len(parts) > 2
+    assert sorted(p for part in parts for p, _, _ in part) == sorted(files)
     assert all(
-        [p for p, _, _ in part] == [p for p in files if p in {q for q, _, _ in part}] for part in parts
+        [p for p, _, _ in part] == [p for p in files if adapter.shard_key(p) in k]
+        for part, k in zip(parts, keys)
     )
+    sizes = [sum(p.stat().st_size for p, _, _ in part) for part in parts]
+    assert sizes == sorted(sizes, reverse=True)
 
     serial = _import(generated, tmp_path / "serial.db", parallel=False)
     fork = _import(generated, tmp_path / "fork.db", parallel=True)
     assert fork == serial
     assert db_snapshot(tmp_path / "fork.db") == db_snapshot(tmp_path / "serial.db")
+    built = _import(generated, tmp_path / "built.db", parallel=True, factory=True)
+    assert built == serial
+    assert db_snapshot(tmp_path / "built.db") == db_snapshot(tmp_path / "serial.db")
     # The input had the cases that matter: copies across files, malformed lines, several batches.
     assert serial["skipped_lines"] == 2 and serial["inserted"] > 1000
     assert serial["files_read"] > 3 * fork_ingest.BATCH_FILES
@@ -197,3 +207,20 @@ def test_the_progress_bar_leaves_the_import_single_threaded(
     if before == 1:  # a suite's earlier tests may leave idle threads behind; alone, the import forks
         assert seen["workers"] == 2
     assert "record(s) found" in res.stdout
+
+
+def test_work_queue_hands_out_each_shard_once() -> None:
+    """Workers take shard numbers from one pipe; together they get each shard once, in queue order."""
+    import os
+
+    parts = [[(Path(f"s{i}-f{j}"), 0, {}) for j in range(i % 3 + 1)] for i in range(700)]
+    fd = fork_ingest.work_queue(len(parts))
+    try:
+        first = fork_ingest.claimed(fd, parts)
+        second = fork_ingest.claimed(fd, parts)
+        got = [next(first)[0], next(second)[0]]  # two readers sharing the queue
+        got += [p for p, _, _ in first] + [p for p, _, _ in second]
+    finally:
+        os.close(fd)
+    assert sorted(got) == sorted(p for part in parts for p, _, _ in part)
+    assert got[:2] == [Path("s0-f0"), Path("s1-f0")]

@@ -4,15 +4,16 @@ this process writes.
 CLI logs are hundreds of small files with few records per MB (Claude Code: ~240 records per MB), so
 reading and JSON-parsing them is the cost, not the store. The files are split into shards by the
 adapter's ``shard_key`` (Claude Code: the project directory, which holds every copy of a session: resumed
-sessions and subagent transcripts); the workers take shards from a shared queue, largest first, and each
-reads a shard's files in the import's order with its own ``run`` dict, so every de-duplication decision between files
-of one project is the in-process one. A record duplicated across projects (not written by Claude Code)
-has the same key in both and is stored once by the store's unique key.
+sessions and subagent transcripts). The workers take shards from a shared queue, largest first, and each
+reads a shard's files in the import's order with its own ``run`` dict, so every de-duplication decision
+between files of one project is the in-process one. A record duplicated across projects (not written by
+Claude Code) has the same key in both and is stored once by the store's unique key.
 
-Workers are forked, not spawned: they start in milliseconds and inherit the adapter and the Pricer. Fork
-is used only from a single-threaded process (the daemon and the proxy run threads whose locks a fork
-would copy) and where ``os.fork`` exists. Each batch reaches the writer priced, as row tuples with its
-rollup deltas; each batch is still one store transaction with its files' progress.
+Workers are forked, not spawned: they start in milliseconds and inherit the adapter (and the Pricer, or
+build their own from a factory, all at once). Fork is used only from a single-threaded process (the
+daemon and the proxy run threads whose locks a fork would copy) and where ``os.fork`` exists. Each batch
+reaches the writer priced, as row tuples with its rollup deltas; each batch is still one store
+transaction with its files' progress.
 """
 
 from __future__ import annotations

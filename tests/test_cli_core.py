@@ -180,3 +180,46 @@ def test_full_demo_trains_finds_anomalies_and_exits_zero(run_cli, oaim_home: Pat
     )
     assert db.execute("SELECT COUNT(*) FROM anomalies").fetchone()[0] >= 1
     assert "Month to date" in r.stdout
+
+
+def test_command_map_matches_the_modules_and_help_lists_every_command(run_cli) -> None:
+    """The app builds only the module of the command run (cli.COMMANDS); the map names every command each
+    module registers, and ``--help`` lists them all in the map's order."""
+    import importlib
+
+    import typer
+
+    from openai_monitor.cli import COMMAND_MODULES, COMMANDS
+
+    registered = {}
+    for module in COMMAND_MODULES:
+        part = typer.Typer()
+        importlib.import_module(f"openai_monitor.cli.{module}").register(part)
+        names = [c.name for c in part.registered_commands] + [g.name for g in part.registered_groups]
+        registered.update(dict.fromkeys(names, module))
+    assert registered == COMMANDS
+    listed = [
+        line.split()[0]
+        for line in run_cli("--help").stdout.split("Commands:")[1].splitlines()
+        if line.startswith("  ") and not line.startswith("   ")
+    ]
+    assert listed == list(COMMANDS)
+
+
+def test_a_command_builds_only_its_module(tmp_path: Path) -> None:
+    """``oaim summary`` imports the reports commands, not the ML, daemon or proxy ones."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom openai_monitor.cli import main\nsys.argv = ['oaim', 'summary', '--json']\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in sys.modules if m.startswith('openai_monitor.cli.')), file=sys.stderr)"
+    )
+    env = {**os.environ, "OAIM_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    loaded = r.stderr.strip().splitlines()[-1]
+    assert "openai_monitor.cli.reports" in loaded
+    assert not any(f"openai_monitor.cli.{m}'" in loaded for m in ("ml", "service", "proxy", "insights"))

@@ -21,6 +21,7 @@ import compileall
 import json
 import os
 import random
+import resource
 import shutil
 import sqlite3
 import statistics
@@ -250,6 +251,12 @@ def bench_rows(work: Path, n_rows: int, rounds: int = 3) -> dict:
     return out
 
 
+def children_cpu() -> float:
+    """User + system CPU seconds of this process's finished children (and theirs, once reaped)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def oaim(home: Path, *args: str) -> tuple[float, dict]:
     env = {**os.environ, "OAIM_HOME": str(home), "NO_COLOR": "1"}
     env.pop("OAIM_DATABASE_URL", None)
@@ -342,15 +349,21 @@ def bench_claude(work: Path, size: str, use_ccusage: bool, rounds: int = 5) -> d
     t_first, first = float("inf"), {}
     oaim_times: list[float] = []
     cc_times: list[float] = []
+    oaim_cpu: list[float] = []
+    cc_cpu: list[float] = []
     data: dict = {}
     for _ in range(rounds):
         shutil.rmtree(home, ignore_errors=True)
+        c0 = children_cpu()
         t, res = oaim(home, "import", "claude-code", "--path", str(logs), "--json")
+        oaim_cpu.append(children_cpu() - c0)
         oaim_times.append(t)
         if t < t_first:
             t_first, first = t, res
         if binary is not None:
+            c0 = children_cpu()
             t_cc, data = run_ccusage()
+            cc_cpu.append(children_cpu() - c0)
             cc_times.append(t_cc)
     t_repeat, repeat = oaim(home, "import", "claude-code", "--path", str(logs), "--json")
     ours = our_daily_totals(home / "usage.db")
@@ -402,6 +415,10 @@ def bench_claude(work: Path, size: str, use_ccusage: bool, rounds: int = 5) -> d
             f"oaim / ccusage speed: best against best {best / t_first:.2f}; median of the rounds "
             f"{statistics.median(ratios):.2f} (rounds: {', '.join(f'{r:.2f}' for r in ratios)})"
         )
+        print(
+            f"CPU seconds (user + system, all their processes), median of the rounds: oaim "
+            f"{statistics.median(oaim_cpu):.2f}, ccusage {statistics.median(cc_cpu):.2f}"
+        )
         out.update(
             {
                 "ccusage_s": round(best, 3),
@@ -411,6 +428,8 @@ def bench_claude(work: Path, size: str, use_ccusage: bool, rounds: int = 5) -> d
                 "oaim_vs_ccusage_rounds": [round(r, 2) for r in ratios],
                 "oaim_rounds_s": [round(t, 3) for t in oaim_times],
                 "ccusage_rounds_s": [round(t, 3) for t in cc_times],
+                "oaim_cpu_s_median": round(statistics.median(oaim_cpu), 3),
+                "ccusage_cpu_s_median": round(statistics.median(cc_cpu), 3),
                 "ccusage_totals": cc_tot,
                 "totals_identical": cc_tot == our_tot,
             }

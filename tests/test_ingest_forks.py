@@ -105,6 +105,12 @@ def test_forked_import_equals_in_process(generated: Path, tmp_path: Path, forked
     built = _import(generated, tmp_path / "built.db", parallel=True, factory=True)
     assert built == serial
     assert db_snapshot(tmp_path / "built.db") == db_snapshot(tmp_path / "serial.db")
+    # More project directories than the queue holds: they are merged into MAX_SHARDS shards.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fork_ingest, "MAX_SHARDS", 2)
+        merged = _import(generated, tmp_path / "merged.db", parallel=True)
+    assert merged == serial
+    assert db_snapshot(tmp_path / "merged.db") == db_snapshot(tmp_path / "serial.db")
     # The input had the cases that matter: copies across files, malformed lines, several batches.
     assert serial["skipped_lines"] == 2 and serial["inserted"] > 1000
     assert serial["files_read"] > 3 * fork_ingest.BATCH_FILES

@@ -80,9 +80,10 @@ def shards(adapter: Any, todo: list[tuple[Path, int, dict]], stats: dict) -> lis
 
 # The work queue: shard numbers as fixed-size integers in a pipe, all written before the workers start.
 _ID_BYTES = 4
-# At most this many shards (their numbers fill 32 KB: within a pipe's default 64 KB, so writing them
-# all never waits for a reader); more shard keys than that are merged into this many shards.
-MAX_SHARDS = 8192
+# At most this many shards: their numbers fill 4 KB, far within any pipe's capacity (Linux 64 KB, macOS
+# 16 KB), so writing them all never waits for a reader. More shard keys than that (project directories)
+# are merged into this many shards.
+MAX_SHARDS = 1024
 
 
 def work_queue(n: int) -> int:

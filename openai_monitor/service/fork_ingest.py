@@ -28,7 +28,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .ingest import Batch, produce_batches
+from .ingest import Batch, bytes_to_read, produce_batches
 
 # Below this many bytes to read, forking costs more than it saves.
 MIN_BYTES = 16 * 1024 * 1024
@@ -46,8 +46,7 @@ def worker_count(adapter: Any, todo: list[tuple[Path, int, dict]], stats: dict, 
     cpus = _cpus()
     if cpus < 2 or len(todo) < 2:
         return 0
-    total = sum(max(stats[p].st_size - off, 0) for p, off, _ in todo)
-    if total < MIN_BYTES:
+    if bytes_to_read(todo, stats) < MIN_BYTES:
         return 0
     return min(cpus, 4, len(todo))
 
@@ -71,11 +70,7 @@ def shards(adapter: Any, todo: list[tuple[Path, int, dict]], stats: dict) -> lis
     groups: dict[Any, list[tuple[Path, int, dict]]] = {}
     for item in todo:
         groups.setdefault(adapter.shard_key(item[0]), []).append(item)
-
-    def size(part: list[tuple[Path, int, dict]]) -> int:
-        return sum(max(stats[p].st_size - off, 0) for p, off, _ in part)
-
-    return sorted(groups.values(), key=size, reverse=True)
+    return sorted(groups.values(), key=lambda part: bytes_to_read(part, stats), reverse=True)
 
 
 # The work queue: shard numbers as fixed-size integers in a pipe, all written before the workers start.

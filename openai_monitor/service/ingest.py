@@ -117,7 +117,7 @@ def run_import(
         )
         state = json.loads(prev.state) if resume and prev.state else {}
         todo.append((p, prev.offset if resume else 0, state))
-    total_bytes = sum(max(stats[p].st_size - off, 0) for p, off, _ in todo)
+    total_bytes = bytes_to_read(todo, stats)
     from .fork_ingest import batches_in_forks, worker_count
     from .parallel_ingest import batches_in_worker, use_worker
 
@@ -225,6 +225,11 @@ def run_import(
     return result
 
 
+def bytes_to_read(todo: Iterable[tuple[Path, int, dict]], stats: dict[Path, os.stat_result]) -> int:
+    """The bytes left to read in the files ``(path, offset, state)``: each file's size past its offset."""
+    return sum(max(stats[p].st_size - off, 0) for p, off, _ in todo)
+
+
 @dataclass
 class Batch:
     """What one store transaction takes: records (or their row tuples and rollup deltas, when a parsing
@@ -273,9 +278,9 @@ def produce_batches(
     # transaction, so a crash still leaves the database as it was before that batch. Adapters whose later
     # copy of a key replaces the stored one keep one file per batch: across files the last copy must win.
     group = not bool(getattr(adapter, "replace", False))
-    # TODO may be an iterator (a forked worker's claimed shards): it is walked once, and summed only
-    # for PER_FILE, which a worker does not use.
-    total_bytes = sum(max(stats[p].st_size - off, 0) for p, off, _ in todo) if per_file else 0
+    # The files to read may come as an iterator (a forked worker's claimed shards): they are walked once,
+    # and their bytes summed only for PER_FILE, which a worker does not use.
+    total_bytes = bytes_to_read(todo, stats) if per_file else 0
     read_options = {**options, COLUMNS_OPTION: True} if columnar else options
     batch: list[UsageRecord | RecordColumns] = []
     count = 0  # records in batch

@@ -17,7 +17,6 @@ from .. import __version__
 from ..errors import MonitorError
 from .common import AppState, debug_enabled
 
-COMMAND_MODULES = ("core", "reports", "ml", "monitor", "insights", "service", "collectors", "proxy")
 # Each command (or group of commands) and the module that registers it, in the order ``--help`` lists
 # them. Building the click commands of all fifty took 0.026 s of every start (Typer reads each
 # function's signature and annotations); a command now builds its own module's only. A test checks this
@@ -54,6 +53,7 @@ COMMANDS: dict[str, str] = {
     "sync": "collectors",
     "keys": "collectors",
 }
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 # Exit codes shared by every command (the monitor adds its own in cli/monitor.py).
 EXIT_ERROR = 1
@@ -65,8 +65,7 @@ class BoundaryGroup(TyperGroup):
     a command's module when the command is first looked up."""
 
     def list_commands(self, ctx: typer.Context) -> list[str]:
-        for module in COMMAND_MODULES:
-            self.load(module)
+        self.load_all()
         order = {name: i for i, name in enumerate(COMMANDS)}
         return sorted(self.commands, key=lambda n: order.get(n, len(order)))
 
@@ -75,9 +74,12 @@ class BoundaryGroup(TyperGroup):
             if cmd_name in COMMANDS:
                 self.load(COMMANDS[cmd_name])
             else:  # a typo: every name, for the "did you mean" suggestion
-                for module in COMMAND_MODULES:
-                    self.load(module)
+                self.load_all()
         return self.commands.get(cmd_name)
+
+    def load_all(self) -> None:
+        for module in COMMAND_MODULES:
+            self.load(module)
 
     def load(self, module: str) -> None:
         """Add the commands that ``cli/<module>.py`` registers (once)."""

@@ -210,3 +210,21 @@ def test_mapped_and_minimal_columns(tmp_path):
     )
     recs = assert_same(f, {"map": {"when": "timestamp"}, "provider": "azure"})
     assert recs and {r.provider for r in recs} == {"azure"}
+
+
+def test_default_model_fills_blank_model_cells(tmp_path, monkeypatch):
+    """``--model`` (options["model"]): rows with a blank model cell take it on both paths; without the
+    option such rows are reported as they were."""
+    monkeypatch.setattr(csv_generic, "CHUNK_ROWS", 16)
+    rng = random.Random(9)
+    rows = make_rows(rng, 400, messy=0.0, with_id=False)
+    for r in rows[::7]:
+        r[2] = rng.choice(["", "  "])
+    f = tmp_path / "u.csv"
+    f.write_text(HEADER + "\n" + "\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+    recs = assert_same(f, {"model": "gpt-4.1"})
+    assert len(recs) == len(rows)
+    assert [r.model for r in recs[::7]] == ["gpt-4.1"] * len(rows[::7])
+    assert {r.provider for r in recs[::7]} <= {"openai", "anthropic", "google"}  # row's own or guessed
+    _, report = fast(f, {"format": "generic"})
+    assert report.skipped == len(rows[::7]) and "model" in str(report.errors[0])

@@ -74,7 +74,12 @@ def test_map_option_and_wrong_columns(tmp_path):
     with pytest.raises(InputError) as exc:
         read(f)
     msg = str(exc.value)
-    assert "timestamp, model" in msg and "when, engine, in, out" in msg and "--map column=field" in msg
+    assert "timestamp, model" in msg and "when, engine, in, out" in msg
+    # The hint names the file's own columns that look like the missing fields.
+    assert "--map when=timestamp --map engine=model" in msg and "--model NAME" in msg
+    f2 = tmp_path / "odd.csv"
+    f2.write_text("a,b\n1,2\n")
+    assert "--map COLUMN=timestamp --map COLUMN=model" in str(pytest.raises(InputError, read, f2).value)
     recs, _ = read(
         f, map={"when": "timestamp", "engine": "model", "in": "input_tokens", "out": "output_tokens"}
     )
@@ -175,3 +180,29 @@ def test_discover(tmp_path):
         A.discover(None)
     with pytest.raises(InputError, match="no .csv"):
         A.discover(tmp_path)
+
+
+def test_default_model_for_a_trace_without_model_column(run_cli, oaim_home):
+    """The real Azure LLM inference trace has no model column: --model names the deployment's model for
+    every row; without it the error says so. Token totals are the file's own sums; a re-import adds nothing."""
+    import csv
+    import json
+
+    trace = BURST.parent / "azure_llm_inference" / "azure2023_code_before1855.csv"
+    res = run_cli("import", "csv", str(trace))
+    assert res.exit_code == 2 and "--model NAME" in res.stderr and "Traceback" not in res.stderr
+    args = ["--model", "gpt-4", "--user", "azure-code"]
+    args += ["--map", "ContextTokens=input_tokens", "--map", "GeneratedTokens=output_tokens"]
+    res = run_cli("import", "csv", str(trace), *args, "--json")
+    assert res.exit_code == 0, res.stderr
+    with open(trace, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert json.loads(res.stdout)["inserted"] == len(rows) > 1000
+    summary = json.loads(run_cli("summary", "--json", "--since", "2023-01-01").stdout)
+    assert summary["records"] == len(rows) and summary["unpriced_records"] == 0
+    assert summary["input_tokens"] == sum(int(r["ContextTokens"]) for r in rows)
+    assert summary["output_tokens"] == sum(int(r["GeneratedTokens"]) for r in rows)
+    by_model = json.loads(run_cli("summary", "--json", "--by", "model", "--since", "2023-01-01").stdout)
+    assert [r["model"] for r in by_model["rows"]] == ["gpt-4"]
+    again = run_cli("import", "csv", str(trace), *args, "--full", "--json")
+    assert json.loads(again.stdout)["inserted"] == 0

@@ -163,6 +163,9 @@ def import_csv(
     mapping: list[str] = typer.Option([], "--map", help="COLUMN=FIELD, repeatable."),
     start: str | None = typer.Option(None, "--start", help="Start date for relative timestamps (BurstGPT)."),
     provider: str | None = typer.Option(None, "--provider", help="Default provider for rows without one."),
+    model: str | None = typer.Option(
+        None, "--model", help="Default model for rows without one (or a file without a model column)."
+    ),
     user: str | None = typer.Option(None, "--user", help="Default user for rows without one."),
     project: str | None = typer.Option(None, "--project", help="Default project for rows without one."),
     full: bool = typer.Option(False, "--full", help="Re-read files even if unchanged."),
@@ -172,7 +175,13 @@ def import_csv(
     if fmt not in ("generic", "burstgpt"):
         raise InputError(f"--format {fmt!r}: use generic or burstgpt")
     options: dict[str, Any] = {"format": fmt, "map": _parse_map(mapping)}
-    for k, v in (("start", start), ("provider", provider), ("user", user), ("project", project)):
+    for k, v in (
+        ("start", start),
+        ("provider", provider),
+        ("model", model),
+        ("user", user),
+        ("project", project),
+    ):
         if v is not None:
             options[k] = v
     _run_import(ctx, "csv", file, options, full, json_out)

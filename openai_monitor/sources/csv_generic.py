@@ -5,6 +5,7 @@ Generic (``options["format"] == "generic"``, the default): CSV, or JSONL with on
 case-insensitive; ``options["map"] = {"column_in_file": "field"}`` renames):
 
     timestamp (ISO 8601, or Unix seconds; values above 1e11 are taken as milliseconds), model   required
+    (a file without a model column, e.g. a public trace of one deployment, needs ``options["model"]``)
     provider, user, project, api_key_id, session_id, id, requests (default 1), bucket_seconds (default 0),
     input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd  optional
 
@@ -12,7 +13,8 @@ Token semantics are OpenAI's: ``input_tokens`` INCLUDES cached and cache-write t
 includes reasoning tokens (the normalised semantics of domain.py). A missing provider is taken from
 ``options["provider"]``, else guessed from the model name (gpt/o-series -> openai, claude -> anthropic,
 gemini -> google, mistral family -> mistral, else other). ``options`` may also give defaults for
-``user``, ``project`` and ``api_key_id``. A ``cost_usd`` value is stored as reported by the source.
+``model``, ``user``, ``project`` and ``api_key_id`` (used where a row has none). A ``cost_usd`` value is
+stored as reported by the source.
 
 De-duplication key: the ``id`` column when present; otherwise a hash of the normalised record plus its
 occurrence index among identical rows of the file, so importing a file twice adds nothing while two
@@ -275,12 +277,14 @@ class CsvAdapter:
             field = mapping.get(key) or (key if key in FIELDS else ALIASES.get(key))
             if field and field not in cols:
                 cols[field] = i
-        missing = [f for f in REQUIRED if f not in cols]
+        missing = [f for f in REQUIRED if f not in cols and not (f == "model" and options.get("model"))]
         if missing:
             found = ", ".join(h.strip() for h in header) or "(none)"
+            hint = " ".join(f"--map {_likely_column(header, cols, f)}={f}" for f in missing)
+            also = " (or give every row one model with --model NAME)" if "model" in missing else ""
             raise InputError(
                 f"{fname}: missing column(s) {', '.join(missing)}; found columns: {found}. "
-                f"Map yours with --map column=field (e.g. --map when={missing[0]})"
+                f"Map yours with {hint}{also}"
             )
         return cols
 
@@ -564,6 +568,24 @@ def _row_ts(value: str) -> int:
         raise ValueError(f"bad timestamp {value!r}") from None
 
 
+# Words in a column name that suggest a required field, for the hint of a missing-column error.
+_LIKELY = {
+    "timestamp": ("time", "date", "created", "start", "when", "ts"),
+    "model": ("model", "engine", "deployment", "sku"),
+}
+
+
+def _likely_column(header: list[str], cols: dict[str, int], field: str) -> str:
+    """A column of HEADER (not already used) that looks like FIELD, or the placeholder ``COLUMN``."""
+    used = set(cols.values())
+    for i, name in enumerate(header):
+        key = name.strip().lower()
+        if i not in used and any(w in key if len(w) > 2 else w == key for w in _LIKELY.get(field, ())):
+            name = name.strip()
+            return name if name.replace("_", "").replace("-", "").isalnum() else f"'{name}'"
+    return "COLUMN"
+
+
 def _scalar(v: object) -> str:
     if isinstance(v, bool):
         return str(v).lower()
@@ -590,6 +612,7 @@ class _Builder:
         self.project = options.get("project") or ""
         self.api_key_id = options.get("api_key_id") or ""
         self.source = options.get("source") or "csv"
+        self.model = str(options.get("model") or "").strip()
         self.seen: set[bytes] = set()
         self.repeats: dict[bytes, int] = {}
         self.providers: dict[tuple[str, str], str] = {}
@@ -613,7 +636,7 @@ class _Builder:
         except ValueError as exc:
             report.error(fname, n, str(exc))
             return None
-        model = str(v.get("model", "")).strip()
+        model = str(v.get("model", "")).strip() or self.model
         provider = str(v.get("provider", "")).strip().lower() or self.provider or guess_provider(model)
         if provider not in PROVIDERS:
             report.error(fname, n, f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
@@ -729,7 +752,7 @@ class _Builder:
         except ValueError as exc:
             report.error(self.fname, n, str(exc))
             return None
-        model = row[i_model].strip()
+        model = row[i_model].strip() or self.model
         prov_raw = row[i_prov]
         provider = self.providers.get((prov_raw, model))
         if provider is None:
@@ -868,7 +891,9 @@ class _Builder:
             return None
         models = list(map(str.strip, col(i_model)))
         if "" in models:
-            return None
+            if not self.model:
+                return None
+            models = [m or self.model for m in models]
         pairs = list(zip(col(i_prov), models))
         known = self.providers
         providers = list(map(known.get, pairs))

@@ -140,6 +140,10 @@ def _parse_value(raw: str) -> Any:
         return raw
 
 
+# Top-level sections read from the model's extras (``Settings`` keeps unknown keys): the tier table overrides.
+EXTRA_SECTIONS = ("tiers",)
+
+
 def set_value(key: str, raw: str, path: Path | None = None) -> Settings:
     """Set a dotted KEY in the config file, validating the whole result before writing it atomically."""
     import tomli_w
@@ -148,10 +152,17 @@ def set_value(key: str, raw: str, path: Path | None = None) -> Settings:
     from .settings_model import Settings
 
     path = path or config_path()
+    parts = key.split(".")
+    known = [*Settings.model_fields, *EXTRA_SECTIONS]
+    if parts[0] not in known:
+        import difflib
+
+        close = difflib.get_close_matches(parts[0], known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise ConfigError(f"unknown config key {parts[0]!r}; {hint}known keys: {', '.join(known)}")
     data: dict[str, Any] = {}
     if path.exists():
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    parts = key.split(".")
     node = data
     for p in parts[:-1]:
         nxt = node.setdefault(p, {})

@@ -35,6 +35,12 @@ def test_config_set_show_path_and_validation(run_cli, oaim_home: Path) -> None:
     bad = run_cli("config", "set", "plan", "tier9")
     assert bad.exit_code == 2 and "plan must be one of" in bad.stderr
     assert json.loads(run_cli("config", "show", "--json").stdout)["plan"] == "tier3"  # file unchanged
+    typo = run_cli("config", "set", "timezon", "Europe/Berlin")
+    assert typo.exit_code == 2 and "did you mean 'timezone'" in typo.stderr
+    assert "timezon" not in (oaim_home / "config.toml").read_text()
+    assert (
+        run_cli("config", "set", "tiers.tier3.monthly_limit_usd", "2000").exit_code == 0
+    )  # an extra section
     (oaim_home / "config.toml").write_text("plan = [unclosed\n")
     broken = run_cli("summary")
     assert broken.exit_code == 2 and "invalid TOML" in broken.stderr and "Traceback" not in broken.stderr

@@ -99,3 +99,21 @@ def test_forecast_command_imports_no_heavy_library(trained):
 def test_train_json_on_empty_store_names_the_fix(run_cli):
     res = run_cli("train", "--json")
     assert res.exit_code == 2 and "oaim import" in res.stderr
+
+
+def test_chart_axis_starts_at_zero_for_non_negative_series():
+    """An all-zero month (nothing spent yet) is drawn on 0..1, not centred on 0 with ticks down to -1;
+    a spend series starts its axis at 0."""
+    import re
+
+    from openai_monitor.render.charts import forecast_chart, window_chart
+
+    zeros = forecast_chart([(f"d{i}", 0.0) for i in range(10)], [(f"f{i}", 0.0, 0.0, 0.0) for i in range(5)])
+    spend = forecast_chart(
+        [(f"d{i}", 5.0 + i) for i in range(10)], [(f"f{i}", 15.0, 12.0, 19.0) for i in range(5)]
+    )
+    window = window_chart([f"h{i}" for i in range(6)], [0.0, 0, 3, 9, 1, 0], [0.5] * 6)
+    for text in (zeros, spend, window):
+        ticks = [float(t) for t in re.findall(r"^\s*(-?\d+\.?\d*)\s*┤", text, re.M)]
+        assert ticks and min(ticks) == 0.0, text
+    assert max(float(t) for t in re.findall(r"^\s*(-?\d+\.?\d*)\s*┤", zeros, re.M)) == 1.0

@@ -37,6 +37,12 @@ def _fmt_dur(seconds: int) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
+def _pct(v: float) -> str:
+    """A signed whole percentage; a value that rounds to zero is "0%" (not "-0%")."""
+    r = round(v)
+    return f"{r:+d}%" if r else "0%"
+
+
 def _fmt_value(v: float, metric: str) -> str:
     return f"${v:,.2f}" if metric == "cost" else f"{v:,.0f}"
 
@@ -111,7 +117,7 @@ def patterns_cmd(
                 continue
             if "weekly" in comps and comps["weekly"].get("effect_pct"):
                 w = " ".join(
-                    f"{d} {v:+.0f}%" for d, v in zip(comps["weekly"]["days"], comps["weekly"]["effect_pct"])
+                    f"{d} {_pct(v)}" for d, v in zip(comps["weekly"]["days"], comps["weekly"]["effect_pct"])
                 )
                 con.print(f"  {name} weekly: {w}")
             if "daily" in comps and comps["daily"].get("effect_pct"):
@@ -120,9 +126,9 @@ def patterns_cmd(
                 low = sorted(range(24), key=lambda h: eff[h])[:3]
                 con.print(
                     f"  {name} daily: highest "
-                    + ", ".join(f"{h:02d}:00 {eff[h]:+.0f}%" for h in top)
+                    + ", ".join(f"{h:02d}:00 {_pct(eff[h])}" for h in top)
                     + "; lowest "
-                    + ", ".join(f"{h:02d}:00 {eff[h]:+.0f}%" for h in low)
+                    + ", ".join(f"{h:02d}:00 {_pct(eff[h])}" for h in low)
                 )
 
     sess = res["sessions"]
@@ -191,7 +197,7 @@ def export_cmd(
         raise typer.Exit(0) from None
     if output is not None:
         console(stderr=True).print(
-            f"wrote {res.rows:,} {what} rows to {res.output} ({res.bytes:,} bytes, {res.seconds:.1f} s)"
+            f"wrote {res.rows:,} rows ({what}) to {res.output} ({res.bytes:,} bytes, {res.seconds:.1f} s)"
         )
 
 

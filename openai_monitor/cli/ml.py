@@ -352,7 +352,7 @@ def _print_forecasts(
         proj = s.get("month_end")
         if proj:
             out.print(
-                f"  month-end {s['month']}: {fmt(proj['mean'])} (80%: {fmt(proj['lower_80'])}-{fmt(proj['upper_80'])}, "
+                f"  month-end {s['month']}: {fmt(proj['mean'])} expected (80%: {fmt(proj['lower_80'])}-{fmt(proj['upper_80'])}, "
                 f"95%: {fmt(proj['lower_95'])}-{fmt(proj['upper_95'])}); month to date {fmt(s['month_to_date'])}",
                 markup=False,
             )

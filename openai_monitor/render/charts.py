@@ -18,6 +18,14 @@ def _ticks(labels: Sequence[str], n: int = 5) -> tuple[list[int], list[str]]:
     return idx, [labels[i] for i in idx]
 
 
+def _zero_floor(plt, values: Sequence[float]) -> None:
+    """Spend, tokens and requests are never negative: start the y axis at 0 (plotext would centre an
+    all-zero series on 0 and label ticks down to -1)."""
+    if values and min(values) >= 0:
+        top = max(values)
+        plt.ylim(0, top * 1.02 if top > 0 else 1.0)
+
+
 def _finish(plt, color: bool) -> str:
     text = plt.build()
     plt.clf()
@@ -60,6 +68,7 @@ def forecast_chart(
         plt.plot(xs, hi, label="80% band", marker="dot")
         plt.plot(xs, lo, marker="dot")
         plt.plot(xs, yh, label="forecast")
+    _zero_floor(plt, [float(h[1]) for h in history] + [float(v) for f in forecast for v in f[1:4]])
     ticks, names = _ticks(labels)
     if ticks:
         plt.xticks(ticks, names)
@@ -88,6 +97,7 @@ def window_chart(
     if xs:
         plt.plot(xs, [float(v) for v in usual], label="usual", marker="dot")
         plt.plot(xs, [float(v) for v in observed], label="observed")
+        _zero_floor(plt, [float(v) for v in (*usual, *observed)])
         ticks, names = _ticks(list(labels))
         plt.xticks(ticks, names)
     if title:

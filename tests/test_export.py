@@ -201,3 +201,125 @@ def test_cli_export(db: str, run_cli, tmp_path) -> None:
     assert r.exit_code == 2 and "records, daily" in r.stderr
     r = run_cli("--db", db, "export", "-f", "csv", "-o", str(tmp_path / "no" / "x.csv"))
     assert r.exit_code == 2 and "does not exist" in r.stderr
+
+
+RESTORE_FIELDS = (
+    "ts, bucket_seconds, provider, model, user_name, project, api_key_id, source, session_id, dedup_key, "
+    "requests, input_tokens, cached_input_tokens, cache_write_tokens, cache_write_1h_tokens, output_tokens, "
+    "reasoning_tokens, cost_reported, service_tier, tokens_estimated"
+)
+
+
+def _stored(url: str) -> list[tuple]:
+    with sqlite3.connect(sqlite_path(url)) as c:
+        return c.execute(
+            f"SELECT {RESTORE_FIELDS}, cost_usd FROM usage_records ORDER BY dedup_key"
+        ).fetchall()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_export_imports_back_as_stored(tmp_path, run_cli, fmt: str) -> None:
+    """`oaim export` then `oaim import csv` of the file restores the records as they were stored: same
+    keys (a second import, or an import of the original source, adds nothing), sources, billed costs,
+    1h cache writes, tiers and estimated flags; computed costs are computed again with this install's
+    prices. Before, an export re-imported was read as a generic table: every record again under a key
+    made from its row id, and every computed cost turned into a billed one."""
+    from insights_data import records
+
+    from openai_monitor.service.pricing import make_pricer
+
+    special = [
+        UsageRecord(
+            START + 100,
+            "openai",
+            "gpt-4o",
+            "k-billed",
+            "openai-usage-api",
+            'a, "b"',
+            "p\nq",
+            requests=3,
+            input_tokens=900,
+            cached_input_tokens=100,
+            output_tokens=50,
+            cost_usd=0.25,
+            cost_reported=True,
+            service_tier="batch",
+        ),
+        UsageRecord(
+            START + 200,
+            "anthropic",
+            "claude-sonnet-4-20250514",
+            "k-cache",
+            "claude-code",
+            "ann",
+            input_tokens=5000,
+            cached_input_tokens=1000,
+            cache_write_tokens=800,
+            cache_write_1h_tokens=300,
+            output_tokens=700,
+            reasoning_tokens=100,
+        ),
+        UsageRecord(
+            START + 3600,
+            "openai",
+            "gpt-4o-mini",
+            "k-bucket",
+            "proxy",
+            bucket_seconds=3600,
+            requests=5,
+            input_tokens=10,
+            output_tokens=10,
+            tokens_estimated=True,
+        ),
+        UsageRecord(
+            START + 400, "other", "my-own-model", "k-unknown", "csv", input_tokens=10, output_tokens=1
+        ),
+    ]
+    src_url = f"sqlite:///{tmp_path / 'a.db'}"
+    pricer = make_pricer()
+    make_db(src_url, list(pricer.apply(records(weeks=1) + special))).dispose()
+    out = tmp_path / f"e.{fmt}"
+    assert run_cli("--db", src_url, "export", "-f", fmt, "-o", str(out)).exit_code == 0
+    dst_url = f"sqlite:///{tmp_path / 'b.db'}"
+    res = run_cli("--db", dst_url, "import", "csv", str(out), "--json")
+    assert res.exit_code == 0, res.stderr
+    assert json.loads(res.stdout)["inserted"] == len(records(weeks=1)) + len(special)
+    got, want = _stored(dst_url), _stored(src_url)
+    assert [r[:-1] for r in got] == [r[:-1] for r in want]
+    assert [r[-1] for r in got] == pytest.approx([r[-1] for r in want])
+    billed = [r for r in got if r[9] == "k-billed"][0]
+    assert billed[-1] == 0.25 and billed[-4] == 1  # cost and cost_reported kept
+    assert [r for r in got if r[9] == "k-unknown"][0][-1] is None  # still unpriced, not $0
+    again = run_cli("--db", dst_url, "import", "csv", str(out), "--full", "--json")
+    assert json.loads(again.stdout)["inserted"] == 0
+    s_src = json.loads(run_cli("--db", src_url, "summary", "--json", "--since", "2025-01-01").stdout)
+    s_dst = json.loads(run_cli("--db", dst_url, "summary", "--json", "--since", "2025-01-01").stdout)
+    assert s_src == s_dst
+
+
+def test_bad_lines_of_an_export_are_reported(tmp_path, run_cli, db: str) -> None:
+    out = tmp_path / "e.csv"
+    assert run_cli("--db", db, "export", "-f", "csv", "-o", str(out)).exit_code == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    header = lines[0].split(",")
+    i_in, i_key = header.index("input_tokens"), header.index("dedup_key")
+    broken = lines[3].split(",")
+    broken[i_in] = "-5"
+    emptykey = lines[4].split(",")
+    emptykey[i_key] = ""
+    lines[3], lines[4], lines[5] = ",".join(broken), ",".join(emptykey), lines[5] + ",extra"
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    dst = f"sqlite:///{tmp_path / 'b.db'}"
+    res = run_cli("--db", dst, "import", "csv", str(out))
+    assert res.exit_code == 0, res.stderr
+    assert f"{out}:4: negative input_tokens" in res.stderr
+    assert f"{out}:5: empty dedup_key" in res.stderr and f"{out}:6: wrong number of fields" in res.stderr
+    assert _sql(dst, "SELECT COUNT(*) FROM usage_records")[0] == len(lines) - 1 - 3
+
+
+def test_json_array_export_is_refused_with_the_fix(tmp_path, run_cli, db: str) -> None:
+    out = tmp_path / "e.json"
+    assert run_cli("--db", db, "export", "-f", "json", "-o", str(out)).exit_code == 0
+    res = run_cli("--db", f"sqlite:///{tmp_path / 'b.db'}", "import", "csv", str(out))
+    assert res.exit_code == 2 and "JSON Lines" in res.stderr and "-f jsonl" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -48,7 +48,14 @@ from pathlib import Path
 
 import orjson
 
-from openai_monitor.domain import COLUMNS_OPTION, PROVIDERS, ParseReport, RecordColumns, UsageRecord
+from openai_monitor.domain import (
+    COLUMNS_OPTION,
+    PROVIDERS,
+    TOKEN_FIELDS,
+    ParseReport,
+    RecordColumns,
+    UsageRecord,
+)
 from openai_monitor.errors import InputError
 from openai_monitor.sources.base import (
     LONG_LINE,
@@ -227,6 +234,11 @@ class CsvAdapter:
         if fmt not in ("generic", "burstgpt"):
             raise InputError(f"unknown CSV format {fmt!r}; use --format generic or --format burstgpt")
         fname = str(path)
+        if fmt == "generic" and _head(path).startswith(b"["):
+            raise InputError(
+                f"{fname} is one JSON array; import JSON Lines (one object per line) instead: "
+                f"`oaim export -f jsonl`, or convert it with jq -c '.[]' {fname} > records.jsonl"
+            )
         with open_binary(path) as fh:
             reader = LineReader(fh, 0, 0, incremental=False)
             lines = self._decoded(reader, partial(report.error, fname))
@@ -313,6 +325,15 @@ class CsvAdapter:
         if header is None:
             flush(reader.lineno + 1)
             return
+        if is_export(header, options):
+            rows = csv.reader(feed(src))
+            yield from _restore(
+                ((current[0], dict(zip(header, row)), len(row) != len(header)) for row in rows if row),
+                fname,
+                report,
+            )
+            flush(reader.lineno + 1)
+            return
         cols = self._columns(header, fname, options)
         width = len(header)
         builder = _Builder(fname, options)
@@ -380,19 +401,17 @@ class CsvAdapter:
     def _jsonl(
         self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, options: dict
     ) -> Iterator[UsageRecord]:
+        objects = self._json_objects(lines, fname, report)
+        first = next(objects, None)
+        if first is None:
+            return
+        objects = chain([first], objects)
+        if is_export(list(first[1]), options):
+            yield from _restore(((n, obj, False) for n, obj in objects), fname, report)
+            return
         builder = _Builder(fname, options)
         cols: dict[str, str] | None = None
-        for n, text in lines:
-            if not text.strip():
-                continue
-            try:
-                obj = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                report.error(fname, n, json_error_reason(text.encode(), exc))
-                continue
-            if not isinstance(obj, dict):
-                report.error(fname, n, "not a JSON object")
-                continue
+        for n, obj in objects:
             if cols is None:
                 # The first object decides the columns, as a CSV header would.
                 header = list(obj)
@@ -406,6 +425,24 @@ class CsvAdapter:
             if rec is not None:
                 report.records += 1
                 yield rec
+
+    @staticmethod
+    def _json_objects(
+        lines: Iterator[tuple[int, str]], fname: str, report: ParseReport
+    ) -> Iterator[tuple[int, dict]]:
+        """The JSON objects of the lines with their numbers; other lines are reported and skipped."""
+        for n, text in lines:
+            if not text.strip():
+                continue
+            try:
+                obj = orjson.loads(text)
+            except orjson.JSONDecodeError as exc:
+                report.error(fname, n, json_error_reason(text.encode(), exc))
+                continue
+            if not isinstance(obj, dict):
+                report.error(fname, n, "not a JSON object")
+                continue
+            yield n, obj
 
     # --- BurstGPT -----------------------------------------------------------------------------
 
@@ -594,10 +631,99 @@ def _scalar(v: object) -> str:
     return orjson.dumps(v).decode()
 
 
-def _sniff_json(path: Path) -> bool:
+def _head(path: Path) -> bytes:
+    """The file's first bytes after a byte-order mark and white space."""
     with open(path, "rb") as fh:
-        head = fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"{")
+        return fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+
+
+def _sniff_json(path: Path) -> bool:
+    return _head(path).startswith(b"{")
+
+
+# The columns that make a file an ``oaim export`` of records (CSV or JSON Lines).
+EXPORT_MARK = ("ts", "dedup_key", "source", "cost_reported")
+_EXPORT_INTS = ("ts", "bucket_seconds", "requests", *TOKEN_FIELDS)
+
+
+def is_export(header: list[str], options: dict) -> bool:
+    """Whether a header (or the first JSON object's keys) is that of ``oaim export --what records``:
+    then the file is restored as it was stored (without ``--map``, which asks for the generic reading)."""
+    return not options.get("map") and set(EXPORT_MARK) <= {h.strip().lower() for h in header}
+
+
+def _flag(value: object, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true"):
+        return True
+    if text in ("0", "false", "", "none"):
+        return False
+    raise ValueError(f"{name}: not a boolean: {value!r}")
+
+
+def _restore(
+    rows: Iterable[tuple[int, dict, bool]], fname: str, report: ParseReport
+) -> Iterator[UsageRecord]:
+    """Records of an ``oaim export`` (rows of ``(line, {column: value}, wrong width)``), as they were
+    stored: the same de-duplication keys (so a restored or merged history never counts a call twice,
+    and later imports of the original logs add nothing), sources, service tiers and billed costs.
+    Costs computed by the exporting install are computed again here, with this install's prices. The
+    row ``id``, ``imported_at`` and ``shadowed`` columns belong to the exporting database: ignored."""
+    for n, raw, bad_width in rows:
+        if bad_width:
+            report.error(fname, n, "wrong number of fields for an oaim export")
+            continue
+        v = {str(k).strip().lower(): val for k, val in raw.items()}
+        try:
+            ints = {f: _int(v.get(f), f) for f in _EXPORT_INTS}
+            cost_raw = v.get("cost_usd")
+            cost = float(cost_raw) if cost_raw is not None and str(cost_raw).strip() else None
+            if cost is not None and cost != cost:
+                raise ValueError("cost_usd is NaN")
+            reported = _flag(v.get("cost_reported"), "cost_reported") and cost is not None
+            estimated = _flag(v.get("tokens_estimated"), "tokens_estimated")
+        except ValueError as exc:
+            report.error(fname, n, str(exc))
+            continue
+        key = str(v.get("dedup_key") or "").strip()
+        provider = str(v.get("provider") or "").strip()
+        if not key:
+            report.error(fname, n, "empty dedup_key")
+            continue
+        if provider not in PROVIDERS:
+            report.error(fname, n, f"unknown provider {provider!r} (one of {', '.join(PROVIDERS)})")
+            continue
+        rec = UsageRecord(
+            ts=ints["ts"],
+            provider=provider,
+            model=str(v.get("model") or "").strip(),
+            dedup_key=key,
+            source=str(v.get("source") or "").strip() or "csv",
+            user=str(v.get("user") or ""),
+            project=str(v.get("project") or ""),
+            api_key_id=str(v.get("api_key_id") or ""),
+            session_id=str(v.get("session_id") or ""),
+            bucket_seconds=ints["bucket_seconds"],
+            requests=ints["requests"],
+            input_tokens=ints["input_tokens"],
+            cached_input_tokens=ints["cached_input_tokens"],
+            cache_write_tokens=ints["cache_write_tokens"],
+            cache_write_1h_tokens=ints["cache_write_1h_tokens"],
+            output_tokens=ints["output_tokens"],
+            reasoning_tokens=ints["reasoning_tokens"],
+            cost_usd=cost if reported else None,
+            cost_reported=reported,
+            service_tier=str(v.get("service_tier") or ""),
+            tokens_estimated=estimated,
+        )
+        bad = rec.validate() or ("negative bucket_seconds" if rec.bucket_seconds < 0 else None)
+        if bad:
+            report.error(fname, n, bad)
+            continue
+        report.records += 1
+        yield rec
 
 
 class _Builder:

@@ -228,3 +228,27 @@ def test_default_model_fills_blank_model_cells(tmp_path, monkeypatch):
     assert {r.provider for r in recs[::7]} <= {"openai", "anthropic", "google"}  # row's own or guessed
     _, report = fast(f, {"format": "generic"})
     assert report.skipped == len(rows[::7]) and "model" in str(report.errors[0])
+
+
+@pytest.mark.parametrize("unit", ["s", "ms"])
+def test_offsets_from_a_start(tmp_path, monkeypatch, unit):
+    """With --start, timestamps are offsets from it (seconds, or milliseconds); both paths agree, and
+    a cell that is not an offset is reported, not read as a date."""
+    monkeypatch.setattr(csv_generic, "CHUNK_ROWS", 32)
+    rng = random.Random(unit)
+    rows = make_rows(rng, 300, messy=0.0, with_id=False)
+    offsets = sorted(rng.randrange(0, 3_600_000) for _ in rows)
+    for r, off in zip(rows, offsets):
+        r[0] = str(off)
+    rows[40][0] = "2025-05-01T10:00:00Z"
+    rows[41][0] = "-3"
+    f = tmp_path / "u.csv"
+    f.write_text(HEADER + "\n" + "\n".join(",".join(r) for r in rows) + "\n", encoding="utf-8")
+    options = {"start": "2025-01-06", "time_unit": unit}
+    recs = assert_same(f, options)
+    start, per_second = 1736121600, 1000 if unit == "ms" else 1
+    kept = [off for i, off in enumerate(offsets) if i not in (40, 41)]
+    assert [r.ts for r in recs] == [start + off // per_second for off in kept]
+    _, report = fast(f, {"format": "generic", **options})
+    assert [e.line for e in report.errors] == [42, 43]
+    assert "counts" in str(report.errors[0]) and "not an offset" in str(report.errors[1])

@@ -206,3 +206,24 @@ def test_default_model_for_a_trace_without_model_column(run_cli, oaim_home):
     assert [r["model"] for r in by_model["rows"]] == ["gpt-4"]
     again = run_cli("import", "csv", str(trace), *args, "--full", "--json")
     assert json.loads(again.stdout)["inserted"] == 0
+
+
+def test_mooncake_trace_with_millisecond_offsets(run_cli, oaim_home):
+    """The real Mooncake trace (JSON Lines, milliseconds from the trace start, no model): --start,
+    --time-unit ms and --model import every line, in the 40 minutes after the start."""
+    import json
+
+    trace = BURST.parent / "mooncake" / "conversation_trace_first40min.jsonl"
+    args = ["--start", "2025-01-06", "--time-unit", "ms", "--model", "kimi", "--provider", "other"]
+    args += ["--map", "input_length=input_tokens", "--map", "output_length=output_tokens"]
+    res = run_cli("import", "csv", str(trace), *args, "--json")
+    assert res.exit_code == 0, res.stderr
+    objs = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert json.loads(res.stdout)["inserted"] == len(objs) > 7000
+    s = json.loads(run_cli("summary", "--json", "--since", "2025-01-06").stdout)
+    assert s["first_ts"] == "2025-01-06T00:00:00Z"
+    last = 1736121600 + max(o["timestamp"] for o in objs) // 1000
+    assert s["last_ts"] == dt.datetime.fromtimestamp(last, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert s["input_tokens"] == sum(o["input_length"] for o in objs)
+    bad = run_cli("import", "csv", str(trace), "--time-unit", "ms", "--model", "kimi")
+    assert bad.exit_code == 2 and "--start" in bad.stderr

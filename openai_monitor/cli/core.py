@@ -161,7 +161,14 @@ def import_csv(
     file: Path = typer.Argument(..., help="CSV or JSONL file (or a directory of them)."),
     fmt: str = typer.Option("generic", "--format", help="generic | burstgpt"),
     mapping: list[str] = typer.Option([], "--map", help="COLUMN=FIELD, repeatable."),
-    start: str | None = typer.Option(None, "--start", help="Start date for relative timestamps (BurstGPT)."),
+    start: str | None = typer.Option(
+        None,
+        "--start",
+        help="Start date of a trace whose timestamps are offsets from its start (BurstGPT, ...).",
+    ),
+    time_unit: str | None = typer.Option(
+        None, "--time-unit", help="Unit of those offsets in a generic file: s (default) or ms."
+    ),
     provider: str | None = typer.Option(None, "--provider", help="Default provider for rows without one."),
     model: str | None = typer.Option(
         None, "--model", help="Default model for rows without one (or a file without a model column)."
@@ -174,9 +181,12 @@ def import_csv(
     """Import a generic CSV/JSONL usage file or a BurstGPT trace."""
     if fmt not in ("generic", "burstgpt"):
         raise InputError(f"--format {fmt!r}: use generic or burstgpt")
+    if fmt == "burstgpt" and time_unit:
+        raise InputError("--time-unit is for generic files; BurstGPT timestamps are seconds: leave it out")
     options: dict[str, Any] = {"format": fmt, "map": _parse_map(mapping)}
     for k, v in (
         ("start", start),
+        ("time_unit", time_unit),
         ("provider", provider),
         ("model", model),
         ("user", user),
@@ -184,6 +194,10 @@ def import_csv(
     ):
         if v is not None:
             options[k] = v
+    if fmt == "generic":
+        from ..sources.csv_generic import check_options
+
+        check_options(options)
     _run_import(ctx, "csv", file, options, full, json_out)
 
 

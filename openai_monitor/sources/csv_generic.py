@@ -6,6 +6,8 @@ case-insensitive; ``options["map"] = {"column_in_file": "field"}`` renames):
 
     timestamp (ISO 8601, or Unix seconds; values above 1e11 are taken as milliseconds), model   required
     (a file without a model column, e.g. a public trace of one deployment, needs ``options["model"]``)
+    With ``options["start"]`` (a date), timestamps are offsets from it instead, in seconds, or milliseconds
+    with ``options["time_unit"] = "ms"`` (traces such as Mooncake's count from their start).
     provider, user, project, api_key_id, session_id, id, requests (default 1), bucket_seconds (default 0),
     input_tokens, cached_tokens, cache_write_tokens, output_tokens, reasoning_tokens, cost_usd  optional
 
@@ -726,34 +728,75 @@ def _restore(
         yield rec
 
 
+def check_options(options: dict) -> None:
+    """Raise InputError naming the fix for generic-format options that cannot work (checked before any
+    file is read, so that an unchanged file skipped by the import does not hide the mistake)."""
+    provider = (options.get("provider") or "").lower()
+    if provider and provider not in PROVIDERS:
+        raise InputError(f"unknown provider {provider!r}; use one of: {', '.join(PROVIDERS)}")
+    unit = options.get("time_unit")
+    if unit not in (None, "", "s", "ms"):
+        raise InputError(f"--time-unit {unit!r}: use s (seconds) or ms (milliseconds)")
+    if options.get("start") not in (None, ""):
+        parse_start(options["start"])
+    elif unit:
+        raise InputError(
+            "--time-unit applies to offsets from a start: give the start too, e.g. --start 2025-01-06"
+        )
+
+
 class _Builder:
     """Turns one row's field values into a record with its de-duplication key."""
 
     def __init__(self, fname: str, options: dict) -> None:
         self.fname = fname
+        check_options(options)
         self.provider = (options.get("provider") or "").lower()
-        if self.provider and self.provider not in PROVIDERS:
-            raise InputError(f"unknown provider {self.provider!r}; use one of: {', '.join(PROVIDERS)}")
         self.user = options.get("user") or ""
         self.project = options.get("project") or ""
         self.api_key_id = options.get("api_key_id") or ""
         self.source = options.get("source") or "csv"
         self.model = str(options.get("model") or "").strip()
+        # (start, units per second): timestamps are offsets from the start of a trace (``--start``).
+        self.relative: tuple[int, int] | None = None
+        if options.get("start") not in (None, ""):
+            self.relative = (parse_start(options["start"]), 1000 if options.get("time_unit") == "ms" else 1)
         self.seen: set[bytes] = set()
         self.repeats: dict[bytes, int] = {}
         self.providers: dict[tuple[str, str], str] = {}
         self.canon: dict[str, str] = {}
 
+    def offset_ts(self, value: str) -> int:
+        """A timestamp cell read as an offset from the trace start (``self.relative``)."""
+        assert self.relative is not None
+        start, per_second = self.relative
+        v = value.strip()
+        if not v:
+            raise ValueError("missing timestamp")
+        try:
+            num = float(v)
+        except ValueError:
+            unit = "milliseconds" if per_second > 1 else "seconds"
+            raise ValueError(
+                f"bad timestamp {value!r}: with --start it counts {unit} from the start"
+            ) from None
+        if not 0 <= num < 1e15:
+            raise ValueError(f"bad timestamp {value!r}: not an offset from the start")
+        return start + int(num // per_second)
+
     def build(self, v: dict, n: int, report: ParseReport) -> UsageRecord | None:
         fname = self.fname
         try:
             ts_raw = v.get("timestamp", "")
-            if not str(ts_raw).strip():
+            if self.relative is not None:
+                ts = self.offset_ts(str(ts_raw))
+            elif not str(ts_raw).strip():
                 raise ValueError("missing timestamp")
-            try:
-                ts = parse_ts(str(ts_raw))
-            except ValueError:
-                raise ValueError(f"bad timestamp {ts_raw!r}") from None
+            else:
+                try:
+                    ts = parse_ts(str(ts_raw))
+                except ValueError:
+                    raise ValueError(f"bad timestamp {ts_raw!r}") from None
             ints = {f: _int(v.get(f), f) for f in _INT_FIELDS}
             cost_raw = v.get("cost_usd", "")
             cost = float(cost_raw) if str(cost_raw).strip() else None
@@ -848,7 +891,11 @@ class _Builder:
             base = None
             if len(ts_raw) == 20 and ts_raw[19] == "Z":
                 base = MINUTE_EPOCH.get(ts_raw[:16])
-            if base is not None and ts_raw[16] == ":" and ts_raw[17:19].isdecimal() and ts_raw[17:19] < "61":
+            if self.relative is not None:
+                ts = self.offset_ts(ts_raw)
+            elif (
+                base is not None and ts_raw[16] == ":" and ts_raw[17:19].isdecimal() and ts_raw[17:19] < "61"
+            ):
                 ts = base + int(ts_raw[17:19])
             else:
                 if not ts_raw.strip():
@@ -1000,7 +1047,7 @@ class _Builder:
             return t if t is not None else map(str, values)
 
         try:
-            ts = _column_ts(col(i_ts))
+            ts = list(map(self.offset_ts, col(i_ts))) if self.relative else _column_ts(col(i_ts))
             requests = ints(i_req, "requests")
             bucket = ints(i_bucket, "bucket_seconds")
             inp = ints(i_in, "input_tokens")

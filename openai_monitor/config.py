@@ -144,6 +144,27 @@ def _parse_value(raw: str) -> Any:
 EXTRA_SECTIONS = ("tiers",)
 
 
+def known_keys() -> list[str]:
+    """The top-level keys of the config file that oaim reads."""
+    from .settings_model import Settings
+
+    return [*Settings.model_fields, *EXTRA_SECTIONS]
+
+
+def key_hint(name: str) -> str:
+    """What to say about an unknown top-level key: the closest known one, and the known keys."""
+    import difflib
+
+    known = known_keys()
+    close = difflib.get_close_matches(name, known, n=1)
+    return (f"did you mean {close[0]!r}? " if close else "") + f"known keys: {', '.join(known)}"
+
+
+def unknown_keys(settings: Settings) -> list[str]:
+    """Top-level keys of a loaded config file that oaim does not read (typos, usually)."""
+    return [k for k in (settings.model_extra or {}) if k not in EXTRA_SECTIONS]
+
+
 def set_value(key: str, raw: str, path: Path | None = None) -> Settings:
     """Set a dotted KEY in the config file, validating the whole result before writing it atomically."""
     import tomli_w
@@ -153,13 +174,8 @@ def set_value(key: str, raw: str, path: Path | None = None) -> Settings:
 
     path = path or config_path()
     parts = key.split(".")
-    known = [*Settings.model_fields, *EXTRA_SECTIONS]
-    if parts[0] not in known:
-        import difflib
-
-        close = difflib.get_close_matches(parts[0], known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ConfigError(f"unknown config key {parts[0]!r}; {hint}known keys: {', '.join(known)}")
+    if parts[0] not in known_keys():
+        raise ConfigError(f"unknown config key {parts[0]!r}; {key_hint(parts[0])}")
     data: dict[str, Any] = {}
     if path.exists():
         data = tomllib.loads(path.read_text(encoding="utf-8"))

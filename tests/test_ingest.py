@@ -253,3 +253,16 @@ def test_doctor_on_an_empty_home(run_cli, oaim_home: Path) -> None:
     assert res.exit_code == 0
     res = run_cli("doctor")
     assert "[ok ] database" in res.stdout
+
+
+def test_doctor_names_unknown_config_keys(run_cli, oaim_home: Path) -> None:
+    """A hand-edited config with a mistyped key (kept, but never read) is a FIX line with the key it was
+    probably meant to be; the tier overrides section is known."""
+    oaim_home.mkdir(parents=True, exist_ok=True)
+    (oaim_home / "config.toml").write_text(
+        'timezon = "Europe/Berlin"\nplan = "tier2"\n[tiers.tier2]\nmonthly_limit_usd = 600\n'
+    )
+    res = run_cli("doctor", "--json")
+    bad = [c for c in json.loads(res.stdout) if c["check"] == "config" and not c["ok"]]
+    assert len(bad) == 1 and "'timezon'" in bad[0]["detail"] and "did you mean 'timezone'" in bad[0]["fix"]
+    assert res.exit_code == 1

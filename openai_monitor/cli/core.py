@@ -545,12 +545,15 @@ def doctor_cmd(ctx: typer.Context, json_out: bool = typer.Option(False, "--json"
     )
     st = state(ctx)
     try:
-        _ = st.settings
+        from ..config import key_hint, unknown_keys
+
         add(
             "config",
             True,
             str(config_path()) + ("" if config_path().exists() else " (not created yet: defaults)"),
         )
+        for key in unknown_keys(st.settings):
+            add("config", False, f"unknown key {key!r} in {config_path()} is ignored", key_hint(key))
     except MonitorError as e:
         add("config", False, str(e), "fix the file shown, or delete it to use defaults")
     try:

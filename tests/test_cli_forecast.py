@@ -117,3 +117,8 @@ def test_chart_axis_starts_at_zero_for_non_negative_series():
         ticks = [float(t) for t in re.findall(r"^\s*(-?\d+\.?\d*)\s*┤", text, re.M)]
         assert ticks and min(ticks) == 0.0, text
     assert max(float(t) for t in re.findall(r"^\s*(-?\d+\.?\d*)\s*┤", zeros, re.M)) == 1.0
+    # Without colour the forecast is told from the history by its glyphs (braille against half blocks).
+    braille = [ch for ch in spend if "\u2800" < ch <= "\u28ff"]
+    assert braille and not any(
+        "\u2800" < ch <= "\u28ff" for ch in forecast_chart([("a", 1.0), ("b", 2.0)], [])
+    )

@@ -67,7 +67,8 @@ def forecast_chart(
             yh, lo, hi = ([float(f[i]) for f in forecast] for i in (1, 2, 3))
         plt.plot(xs, hi, label="80% band", marker="dot")
         plt.plot(xs, lo, marker="dot")
-        plt.plot(xs, yh, label="forecast")
+        # A thin braille line: the forecast stays apart from the history without colour (NO_COLOR, pipes).
+        plt.plot(xs, yh, label="forecast", marker="braille")
     _zero_floor(plt, [float(h[1]) for h in history] + [float(v) for f in forecast for v in f[1:4]])
     ticks, names = _ticks(labels)
     if ticks:

@@ -248,3 +248,29 @@ def test_recommend_command_end_to_end(run_cli, db_url):
     assert text.exit_code == 0 and "gpt-4o -> gpt-4o-mini" in text.stdout
     bad = run_cli("recommend", "--since", "yesterday-ish")
     assert bad.exit_code == 2 and "Traceback" not in bad.stderr
+
+
+def test_model_whatif_window_starts_at_its_hour_not_its_day(run_cli, db_url):
+    """A window starting mid-day counts only that day's calls after its start (the day rollup had added
+    the whole first day to the model what-if, so it disagreed with the batch figure of the same window)."""
+    import datetime as dt
+
+    from openai_monitor.config import load_settings
+    from openai_monitor.service.pricing import make_pricer
+    from openai_monitor.store import Store
+
+    now = int(time.time())
+    day = now - now % 86400 - 3 * 86400
+    recs = [
+        UsageRecord(
+            day + h * 3600, "openai", "gpt-4o", f"k{h}", "csv", input_tokens=100_000, output_tokens=10_000
+        )
+        for h in (2, 3, 10, 11, 12)
+    ]
+    p = make_pricer(load_settings())
+    recs = list(p.apply(recs))
+    Store(db_url).ingest(recs)
+    since = dt.datetime.fromtimestamp(day + 6 * 3600, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    res = json.loads(run_cli("recommend", "--since", since, "--json").stdout)
+    whatif = [x for x in res["recommendations"] if x["kind"] == "model_whatif"][0]
+    assert whatif["details"]["spent_usd"] == pytest.approx(sum(r.cost_usd for r in recs[2:]))

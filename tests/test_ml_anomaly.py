@@ -315,3 +315,27 @@ def test_unknown_or_corrupt_artefacts_raise_model_error():
         zf.writestr("forest.skops", b"")
     with pytest.raises(ModelError, match="format 99"):
         load_detector(buf.getvalue())
+
+
+def test_a_long_burst_is_one_finding_over_all_its_hours(usage):
+    """A ten-hour night burst inside the training history (the demo's BurstGPT day 9 is one): the
+    contamination quantile admits only its strongest hours, yet the finding spans the whole burst and
+    carries its whole impact; the hours either side of it stay out."""
+    start, end = _at(3, 2, 20), _at(3, 3, 6)  # Wednesday 20:00 to Thursday 06:00
+    rows = usage[usage["user"] == "bob"].copy()
+    rng = np.random.default_rng(5)
+    burst = []
+    for ts in range(start, end, H):
+        req = int(rng.poisson(400))
+        inp, out = req * 1500, req * 300
+        burst.append((ts, "bob", "gpt-4o-mini", req, inp, 0, out, (inp * 0.15 + out * 0.6) / 1e6))
+    rows = rows[(rows["bucket_ts"] < start) | (rows["bucket_ts"] >= end)]
+    rows = pd.concat([rows, pd.DataFrame(burst, columns=rows.columns)]).sort_values("bucket_ts")
+    feats = hourly_features(rows, tz="UTC")
+    det = AnomalyDetector(seed=0, contamination=0.003).fit(feats)
+    strongest = det.is_anomalous(feats) & (feats.index >= start) & (feats.index < end)
+    assert 0 < strongest.sum() < (end - start) // H  # the threshold alone cuts the burst short
+    f = _one(detect(det, feats, rows, scope="user:bob", now=NOW), start, end)
+    assert (f.window_start, f.window_end) == (start, end)
+    in_burst = rows[(rows["bucket_ts"] >= start) & (rows["bucket_ts"] < end)]["cost_usd"].sum()
+    assert f.impact_usd == pytest.approx(in_burst, rel=0.05)

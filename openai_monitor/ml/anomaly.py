@@ -171,6 +171,8 @@ def detect(
     An hour is anomalous when its forest score reaches the detector threshold and at least one volume or
     shape metric is clearly off its usual hour-of-week level (more than 3 robust deviations); the second
     condition keeps the rare-but-normal hours every forest ranks high (the weekly peak) out of alerts.
+    A window also takes the hours around it that are as far off their usual level and score in the top
+    tenth of the training hours: one incident, one finding, with its whole dollar impact.
     The hour containing ``now`` is partial and never flagged. ``expected`` (forecast ``yhat`` of cost,
     indexed by ``bucket_ts``) replaces the hour-of-week median for the dollar impact.
     """
@@ -213,11 +215,14 @@ def detect(
     else:
         usual_cost = usual["cost_usd"]
     ts = features.index.to_numpy(dtype="int64")
-    flagged = (scores >= detector.threshold_) & (zmax > 3.0) & (ts + 3600 <= now)
+    candidate = (zmax > 3.0) & (ts + 3600 <= now)
     if since is not None:
-        flagged &= ts >= since
+        candidate &= ts >= since
     if exclude is not None:
-        flagged &= ~np.asarray(exclude, bool)
+        candidate &= ~np.asarray(exclude, bool)
+    flagged = _incidents(
+        candidate & (scores >= detector.threshold_), candidate & (scores >= _lower(detector))
+    )
     findings = []
     for lo, hi in _runs(flagged):
         sl = slice(lo, hi + 1)
@@ -241,6 +246,30 @@ def detect(
             )
         )
     return findings
+
+
+# A flagged hour's neighbours join its window when they score in this top share of the training hours
+# (and are as far off their usual level as a flagged hour must be).
+INCIDENT_TOP_SHARE = 0.10
+
+
+def _lower(detector: AnomalyDetector) -> float:
+    """The score from which an hour next to a flagged one belongs to the same incident: the detector's
+    training-score quantile at ``1 - INCIDENT_TOP_SHARE``, never above its own threshold."""
+    quantiles = np.asarray(getattr(detector, "train_quantiles_", [detector.threshold_]), float)
+    q = float(np.quantile(quantiles, 1.0 - INCIDENT_TOP_SHARE)) if len(quantiles) > 1 else float(quantiles[0])
+    return min(q, detector.threshold_)
+
+
+def _incidents(flagged: np.ndarray, joinable: np.ndarray) -> np.ndarray:
+    """FLAGGED grown into the runs of JOINABLE hours around it: a long incident (a burst of ten hours
+    in a history that holds it, where the contamination quantile admits only its strongest hours) is
+    reported whole; a joinable run with no flagged hour stays out."""
+    out = flagged.copy()
+    for lo, hi in _runs(joinable | flagged):
+        if flagged[lo : hi + 1].any():
+            out[lo : hi + 1] = True
+    return out
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

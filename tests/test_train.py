@@ -212,3 +212,26 @@ def test_prob_exceed_and_limit_hit_from_hand_made_samples():
     assert ml_read.limit_hit(summary, 10.0, 100.0, now=day0) is None
     # A summary from a past month answers nothing.
     assert ml_read.prob_exceed(summary, 10.0, 18.0, now=day0 + 3 * 86400) is None
+
+
+def test_a_finding_overlapping_a_stored_one_is_not_stored_again(home):
+    """A rescan whose window for the same incident starts earlier (retrained detectors, or a window grown
+    to the whole incident) does not store the incident twice; another scope or later hours still are."""
+    from openai_monitor.ml.anomaly import Finding
+    from openai_monitor.service.train import _insert_findings
+
+    url, _, _ = home
+    store = Store(url)
+    before = store._run("SELECT COUNT(*) FROM anomalies")[0][0]
+    h = 3600
+
+    def finding(scope: str, start: int, end: int) -> Finding:
+        return Finding(scope, start, end, "medium", 0.7, 5.0, "x", {}, "loop")
+
+    t = NOW_TS - 100 * h
+    first = _insert_findings(store, [("user", "zed", finding("user:zed", t + 4 * h, t + 6 * h), [])], NOW_TS)
+    grown = _insert_findings(store, [("user", "zed", finding("user:zed", t, t + 7 * h), [])], NOW_TS)
+    other = _insert_findings(store, [("user", "amy", finding("user:amy", t, t + 7 * h), [])], NOW_TS)
+    later = _insert_findings(store, [("user", "zed", finding("user:zed", t + 7 * h, t + 8 * h), [])], NOW_TS)
+    assert len(first) == 1 and grown == [] and len(other) == 1 and len(later) == 1
+    assert store._run("SELECT COUNT(*) FROM anomalies")[0][0] == before + 3

@@ -728,8 +728,8 @@ def detect(
 ) -> DetectResult:
     """Score the hours not scored yet (or from ``since``) with the stored detectors and store findings.
 
-    Only complete hours before ``now`` are scored. Findings are de-duplicated on scope + window start, so
-    re-scoring an hour never re-inserts (or re-opens) a finding. ``rescan`` starts over from
+    Only complete hours before ``now`` are scored. A finding is stored only if no finding of its scope
+    covers any of its hours, so re-scoring an hour never re-inserts (or re-opens) a finding. ``rescan`` starts over from
     ``backfill_days`` ago.
     """
     from ..ml.anomaly import attribute
@@ -804,8 +804,16 @@ def _insert_findings(store: Store, found: list, now: int) -> list[int]:
         ":e, :sev, :score, :impact, :kind, :expl, :ev, :attr, :now, 'open') ON CONFLICT (dedup_key) DO NOTHING "
         "RETURNING id"
     )
+    # A finding overlapping one already stored for its scope (a rescan with retrained detectors, or a
+    # window grown to its whole incident) would report the same hours twice: the stored one stands.
+    overlap = text(
+        "SELECT 1 FROM anomalies WHERE scope_dim = :dim AND scope_key = :key AND start_ts < :e AND end_ts > :s"
+    )
     with store.engine.begin() as conn:
         for dim, key, f, attribution in found:
+            params = {"dim": dim, "key": key, "s": f.window_start, "e": f.window_end}
+            if conn.execute(overlap, params).first() is not None:
+                continue
             row = conn.execute(
                 sql,
                 {

@@ -142,3 +142,67 @@ def test_store_opened_on_an_up_to_date_file_does_not_import_sqlalchemy(tmp_path)
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert first.stdout.split() == ["1", "1", "False"]  # created from the snapshot
     assert second.stdout.split() == ["1", "1", "False"]  # the same key again: nothing added
+
+
+def test_per_provider_user_rollups_are_folded_into_one_row_per_key(db_url: str) -> None:
+    """Stores written before m003 kept user, project and api-key rollup rows per provider; the step folds
+    them into one row per key (provider ''), equal to a rebuild, and reports are unchanged."""
+    import sqlite3
+
+    from sqlalchemy import text
+    from store_helpers import assert_rollups_equal_rebuild
+
+    from openai_monitor.domain import UsageRecord
+    from openai_monitor.store import Store
+    from openai_monitor.store import columns as s
+    from openai_monitor.store.repo import _GRAINS
+
+    t0 = 1_750_000_000 - 1_750_000_000 % 3600
+    recs = [
+        UsageRecord(
+            t0 + i * 600,
+            prov,
+            model,
+            f"k{i}",
+            "csv",
+            user="ann",
+            project="web",
+            input_tokens=10 + i,
+            output_tokens=i,
+            cost_usd=0.01 * i,
+        )
+        for i, (prov, model) in enumerate([("openai", "gpt-4o"), ("anthropic", "claude-sonnet-4-5")] * 4)
+    ]
+    store = Store(db_url)
+    store.ingest(recs)
+    rows_now = store._run("SELECT COUNT(*) FROM rollup WHERE dim = 'user'")[0][0]
+    assert rows_now == 2 + 1  # one row per hour (two hours) and per day, providers summed
+    # The old layout: user/project/api_key rows per provider, as the code before m003 wrote them.
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM rollup WHERE dim <> 'model'"))
+        for grain, width in _GRAINS.items():
+            for dim, col in s.ROLLUP_DIMS.items():
+                if dim == "model":
+                    continue
+                conn.execute(
+                    text(
+                        f"INSERT INTO rollup (grain, dim, bucket_ts, provider, key, records, requests, input_tokens, "
+                        "output_tokens, cost_usd, cost_reported_usd, unpriced_records) "
+                        f"SELECT '{grain}', '{dim}', ts - ts % {width}, provider, {col}, COUNT(*), SUM(requests), "
+                        "SUM(input_tokens), SUM(output_tokens), SUM(COALESCE(cost_usd, 0)), 0, 0 FROM usage_records "
+                        f"GROUP BY ts - ts % {width}, provider, {col}"
+                    )
+                )
+        conn.execute(text("DELETE FROM _migrations WHERE name = 'm003_rollup_provider_on_model_rows_only'"))
+    assert store._run("SELECT COUNT(*) FROM rollup WHERE dim = 'user'")[0][0] == 2 * rows_now
+    store.dispose()
+    store = Store(db_url)  # opening migrates
+    with sqlite3.connect(db_url.split(":///", 1)[1]) as c:
+        assert (
+            c.execute("SELECT COUNT(*) FROM rollup WHERE dim <> 'model' AND provider <> ''").fetchone()[0]
+            == 0
+        )
+        applied = {r[0] for r in c.execute("SELECT name FROM _migrations")}
+    assert "m003_rollup_provider_on_model_rows_only" in applied
+    assert_rollups_equal_rebuild(store)
+    store.dispose()

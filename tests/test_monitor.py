@@ -123,9 +123,9 @@ def test_figures_without_a_forecast(store):
     assert f["exit_code"] == EXIT_PROJECTED_OVER
     assert any("oaim train" in h for h in f["hints"])
     assert [r["key"] for r in f["top"]["model"]] == ["gpt-4o", "gpt-4o-mini"]
-    assert f["top"]["user"][0] == {
+    assert f["top"]["model"][0]["provider"] == "openai"
+    assert f["top"]["user"][0] == {  # users are summed over providers: no provider field
         "key": "ann",
-        "provider": "openai",
         "total_usd": 50.0,
         "billed_usd": 25.0,
         "estimated_usd": 25.0,

@@ -148,10 +148,11 @@ def _top(db: Db, dim: str, start: int, end: int, n: int = 5) -> list[dict[str, A
         "GROUP BY key, provider ORDER BY 3 DESC LIMIT ?",
         (dim, start, end, n),
     )
+    # Provider only where the rollup keeps it (model rows); users and projects are summed over providers.
     return [
         {
             "key": r[0] or "(none)",
-            "provider": r[1],
+            **({"provider": r[1]} if r[1] else {}),
             "total_usd": round(float(r[2] or 0), 6),
             "billed_usd": round(float(r[3] or 0), 6),
             "estimated_usd": round(float(r[2] or 0) - float(r[3] or 0), 6),

@@ -10,6 +10,11 @@ TOKEN_COLUMNS = TOKEN_FIELDS  # column names equal the UsageRecord token fields
 # Narrow rollups: one row per (grain, dim, bucket, provider, key). grain 'h' = UTC hour, 'd' = UTC day.
 # dim is one of ROLLUP_DIMS; key is the model / user / project / api key id.
 ROLLUP_DIMS = {"model": "model", "user": "user_name", "project": "project", "api_key": "api_key_id"}
+# The dims whose rows are kept per provider (a model name alone may not say whose it is); the others are
+# summed over providers, provider '' (per-provider figures come from the model rows). Keeping users and
+# projects per provider tripled the rollup (1M-row benchmark: 406,548 rows against 135,000) and the
+# upserts of every import.
+ROLLUP_BY_PROVIDER = frozenset({"model"})
 ROLLUP_SUMS = (
     "records",
     "requests",

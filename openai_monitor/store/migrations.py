@@ -34,9 +34,31 @@ def _m002_rollups(conn: Connection) -> None:
     rebuild_rollups_sql(conn, counted_only=False)  # `shadowed` comes with a later step
 
 
+def _m003_rollup_provider_on_model_rows_only(conn: Connection) -> None:
+    """User, project and api-key rollup rows are summed over providers (provider '', see
+    ``columns.ROLLUP_BY_PROVIDER``): existing per-provider rows are folded into one row per key."""
+    from sqlalchemy import text
+
+    from . import columns as s
+
+    keep = ", ".join(f"'{d}'" for d in sorted(s.ROLLUP_BY_PROVIDER))
+    sums = ", ".join(s.ROLLUP_SUMS)
+    conn.execute(
+        text(
+            f"INSERT INTO rollup (grain, dim, bucket_ts, provider, key, {sums}) "
+            f"SELECT grain, dim, bucket_ts, '', key, {', '.join(f'SUM({c})' for c in s.ROLLUP_SUMS)} "
+            f"FROM rollup WHERE dim NOT IN ({keep}) AND provider <> '' GROUP BY grain, dim, bucket_ts, key "
+            "ON CONFLICT (grain, dim, bucket_ts, provider, key) DO UPDATE SET "
+            + ", ".join(f"{c} = rollup.{c} + excluded.{c}" for c in s.ROLLUP_SUMS)
+        )
+    )
+    conn.execute(text(f"DELETE FROM rollup WHERE dim NOT IN ({keep}) AND provider <> ''"))
+
+
 CORE_STEPS: list[Step] = [
     ("m001_initial", _m001_initial),
     ("m002_rollups", _m002_rollups),
+    ("m003_rollup_provider_on_model_rows_only", _m003_rollup_provider_on_model_rows_only),
 ]
 
 # Feature areas append their steps in their own module; order here is the order steps are applied.

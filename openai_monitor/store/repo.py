@@ -51,14 +51,16 @@ def _rollup_upsert_sql(grain: str, dim: str, where: str, sign: int = 1, counted_
     shadowed by a usage API (False only for steps that run before that column exists)."""
     width = _GRAINS[grain]
     col = s.ROLLUP_DIMS[dim]
+    by_provider = dim in s.ROLLUP_BY_PROVIDER
+    prov, group = ("provider", f"provider, {col}") if by_provider else ("''", col)
     sums = ", ".join(f"{'-' if sign < 0 else ''}{_SUM_EXPR[c]}" for c in s.ROLLUP_SUMS)
     updates = ", ".join(f"{c} = rollup.{c} + excluded.{c}" for c in s.ROLLUP_SUMS)
     if counted_only:
         where = f"({where}) AND shadowed = 0"
     return (
         f"INSERT INTO rollup (grain, dim, bucket_ts, provider, key, {', '.join(s.ROLLUP_SUMS)}) "
-        f"SELECT '{grain}', '{dim}', ts - (ts % {width}), provider, {col}, {sums} "
-        f"FROM usage_records WHERE {where} GROUP BY ts - (ts % {width}), provider, {col} "
+        f"SELECT '{grain}', '{dim}', ts - (ts % {width}), {prov}, {col}, {sums} "
+        f"FROM usage_records WHERE {where} GROUP BY ts - (ts % {width}), {group} "
         f"ON CONFLICT (grain, dim, bucket_ts, provider, key) DO UPDATE SET {updates}"
     )
 
@@ -171,11 +173,12 @@ def _rollup_deltas_py(rows: Sequence[tuple] | None, cols: Sequence[Sequence] | N
         acc += (cost, reported, unpriced)
         fine[key] = acc
     out: dict[tuple, list] = {}
-    dims = list(s.ROLLUP_DIMS)
+    dims = [(dim, dim in s.ROLLUP_BY_PROVIDER) for dim in s.ROLLUP_DIMS]
     for (hour, provider, *vals), acc in fine.items():
         day = hour - hour % 86400
-        for dim, val in zip(dims, vals):
-            for k in (("h", dim, hour, provider, val), ("d", dim, day, provider, val)):
+        for (dim, by_provider), val in zip(dims, vals):
+            p = provider if by_provider else ""
+            for k in (("h", dim, hour, p, val), ("d", dim, day, p, val)):
                 tot = out.get(k)
                 if tot is None:
                     out[k] = list(acc)
@@ -234,10 +237,12 @@ def _rollup_deltas_np(rows: Sequence[tuple] | None, cols: Sequence[Sequence] | N
     weights = [np.ones(n)] + [np.fromiter(cols[i], dtype=np.float64, count=n) for i in _COUNT_IDX]
     weights += [cost, np.where(reported, cost, 0.0), unpriced.astype(np.float64)]
     float_sums = {s.ROLLUP_SUMS.index("cost_usd"), s.ROLLUP_SUMS.index("cost_reported_usd")}
-    prov_codes, providers = _codes(col(_GROUP_IDX[1]))
-    n_prov = len(providers)
+    by_prov = _codes(col(_GROUP_IDX[1]))
+    summed = (np.zeros(n, dtype=np.int64), [""])  # one provider "" for the dims summed over providers
     out: list[tuple] = []
     for dim, col_idx in zip(s.ROLLUP_DIMS, _GROUP_IDX[2:]):
+        prov_codes, providers = by_prov if dim in s.ROLLUP_BY_PROVIDER else summed
+        n_prov = len(providers)
         val_codes, vals = _codes(col(col_idx))
         n_val = len(vals)
         hourly = _group_sum(hour, 3600, prov_codes, n_prov, val_codes, n_val, weights)

@@ -252,3 +252,23 @@ def test_offsets_from_a_start(tmp_path, monkeypatch, unit):
     _, report = fast(f, {"format": "generic", **options})
     assert [e.line for e in report.errors] == [42, 43]
     assert "counts" in str(report.errors[0]) and "not an offset" in str(report.errors[1])
+
+
+@pytest.mark.parametrize("chunk", [300, 4096])
+def test_runs_of_lines_match_row_by_row(tmp_path, monkeypatch, chunk):
+    """The file read a run of lines at a time (small reads here, so many runs and lines cut across
+    reads), with a non-UTF-8 line, an empty line and later a quoted field: same records, keys and
+    reports as row by row."""
+    monkeypatch.setattr(csv_generic, "LineReader", partial(LineReader, chunk=chunk))
+    monkeypatch.setattr(csv_generic, "CHUNK_ROWS", 16)
+    rng = random.Random(chunk)
+    lines = [",".join(r).encode() for r in make_rows(rng, 600, messy=0.02, with_id=False)]
+    lines[150] = b""
+    lines[300] = b"2025-05-01T10:00:00Z,openai,gpt-4o,\xff,web,1,1,0,0,1,0,,"
+    lines[450] = b'2025-05-01T10:00:00Z,openai,gpt-4o,"a, b",web,1,1,0,0,1,0,,'
+    f = tmp_path / "u.csv"
+    f.write_bytes(HEADER.encode() + b"\n" + b"\n".join(lines) + b"\n")
+    recs = assert_same(f)
+    assert len(recs) > 500 and "a, b" in {r.user for r in recs}
+    _, report = fast(f, {"format": "generic"})
+    assert 302 in [e.line for e in report.errors]

@@ -48,6 +48,37 @@ def test_matching_equals_filtered_iteration_for_any_chunk_size(chunk):
         assert (r.offset, r.lineno) == (r2.offset, r2.lineno)
 
 
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 64])
+def test_blocks_equal_iteration_for_any_chunk_size(chunk):
+    """Runs of lines joined by newlines hold exactly the lines iterating yields, with the same final
+    offset and line count; a partial last line is left unread when incremental."""
+    data = b"a,1\nbb,22\n\nccc,3\nd\ntail-without-newline"
+    for incremental in (True, False):
+        plain = list(LineReader(io.BytesIO(data), chunk=chunk, incremental=incremental))
+        r = LineReader(io.BytesIO(data), chunk=chunk, incremental=incremental)
+        lines = [line for run in r.blocks() for line in run.split(b"\n")]
+        assert lines == [line for _, line in plain]
+        r2 = LineReader(io.BytesIO(data), chunk=chunk, incremental=incremental)
+        list(r2)
+        assert (r.offset, r.lineno) == (r2.offset, r2.lineno)
+
+
+def test_blocks_stop_where_asked_and_before_an_overlong_line():
+    """A caller that stops at a run reads it again by iterating (the offset moves past a run only when
+    the next is asked for); an over-long line ends the runs and iterating reports it."""
+    data = b"l1\nl2\nl3\nl4\n" + b"y" * 100 + b"\nl6\n"
+    r = LineReader(io.BytesIO(data), chunk=6, max_line=40)
+    runs = r.blocks()
+    assert next(runs) == b"l1\nl2"
+    assert next(runs) == b"l3\nl4"
+    runs.close()
+    assert (r.offset, r.lineno) == (6, 2)
+    assert list(r) == [(3, b"l3"), (4, b"l4"), (5, None), (6, b"l6")]
+    r = LineReader(io.BytesIO(data), chunk=6, max_line=40)
+    assert b"\n".join(r.blocks()).split(b"\n") == [b"l1", b"l2", b"l3", b"l4"]
+    assert list(r) == [(5, None), (6, b"l6")]
+
+
 @pytest.mark.parametrize("use_matching", [False, True])
 def test_overlong_line_is_reported_as_none_without_being_kept(use_matching):
     data = b"ok 1\n" + b"y" * 100 + b"\nok 2\n"

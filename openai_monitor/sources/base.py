@@ -160,6 +160,42 @@ class LineReader:
             self.offset, self.lineno = offset, lineno
             yield lineno, line
 
+    def blocks(self) -> Iterator[bytes]:
+        """The lines from ``offset`` in runs: each run is the whole lines of one chunk read, joined by
+        their newlines (without the last one). ``offset`` and ``lineno`` move past a run only when the
+        next one is asked for (or the runs end), so a caller that stops at a run it cannot use reads it
+        again by iterating. Stops, at a line boundary, before a line longer than ``max_line``: iterating
+        reports it. With ``incremental`` a last line without newline is left unread, as iterating does."""
+        fh, size, max_line = self.fh, self.chunk, self.max_line
+        if self.in_long_line:
+            return
+        fh.seek(self.offset)
+        pending = b""
+        while True:
+            chunk = fh.read(size)
+            data = pending + chunk if pending else chunk
+            if not chunk:
+                if data and not self.incremental and len(data) <= max_line:
+                    yield data
+                    self.offset += len(data)
+                    self.lineno += 1
+                return
+            cut = data.rfind(b"\n")
+            if cut < 0:
+                if len(data) > max_line:
+                    return
+                pending = data
+                continue
+            run = data[:cut]
+            if len(run) > max_line and max(map(len, run.split(b"\n"))) > max_line:
+                return
+            pending = data[cut + 1 :]
+            yield run
+            self.offset += cut + 1
+            self.lineno += run.count(b"\n") + 1
+            if len(pending) > max_line:
+                return
+
     def matching(self, needle: bytes) -> Iterator[tuple[int, bytes | None]]:
         """Like iterating, but yields only lines containing ``needle`` (and over-long lines as None).
 

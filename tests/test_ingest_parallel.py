@@ -3,6 +3,7 @@ progress, counts, errors), keeps each batch atomic, and is only used for large f
 
 from __future__ import annotations
 
+import threading
 from functools import partial
 from pathlib import Path
 
@@ -91,7 +92,9 @@ def test_worker_path_equals_in_process_with_duplicates_and_malformed_lines(
     src.mkdir()
     pre = [_csv(src / "a_pre.csv", 0, 900)]
     files = [_csv(src / "b.csv", 500, 3000, dup_every=11, bad_every=97), _csv(src / "c.csv", 3400, 200)]
+    threads = threading.active_count()
     (res_s, db_s), (res_w, db_w), worker_db = _both(tmp_path, files, pre)
+    assert threading.active_count() == threads
     assert res_w == res_s
     # Other batch boundaries than in-process: float sums may differ in the last bits, nothing else.
     assert db_w["records"] == db_s["records"] and db_w["progress"] == db_s["progress"]
@@ -132,8 +135,11 @@ def test_a_failing_batch_leaves_the_database_as_before_it(
             "BEGIN SELECT RAISE(ABORT, 'disk on fire'); END"
         )
     factory = partial(make_pricer, load_settings())
+    threads = threading.active_count()
     with pytest.raises(StoreError, match="disk on fire"):
         run_import(store, get_adapter("csv"), files=[f], options={}, pricer_factory=factory)
+    # The thread receiving batches ahead of the writer is gone too (a later import may fork again).
+    assert threading.active_count() == threads
     # Batches of 700 written two per transaction: the first two committed (no progress yet: the file
     # was not finished), the next two (r1400-r2799) left nothing behind, and the rollups equal the rows that are there.
     assert store.count() == 1400

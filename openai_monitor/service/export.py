@@ -15,7 +15,8 @@ Formats:
 
 Files are written to ``FILE.part`` and renamed when complete, so a failed export never leaves a truncated
 file under the requested name. ``daily`` rows are the UTC-day rollup per dimension (``--by``), the same
-buckets the database keeps.
+buckets the database keeps (``provider`` is set on model rows; user, project and api-key rows are summed
+over providers and carry ``provider = ""``).
 """
 
 from __future__ import annotations

@@ -366,12 +366,13 @@ def finish_read(state: dict, reader: LineReader) -> None:
 LONG_LINE = f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MiB skipped"
 
 
-def json_error_reason(line: bytes, exc: Exception) -> str:
+def json_error_reason(line: bytes | str, exc: Exception) -> str:
     """A short reason for a line orjson rejected: non-UTF-8, truncated or otherwise invalid JSON."""
-    try:
-        line.decode("utf-8")
-    except UnicodeDecodeError as uexc:
-        return f"invalid UTF-8 at byte {uexc.start}"
+    if isinstance(line, bytes):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as uexc:
+            return f"invalid UTF-8 at byte {uexc.start}"
     msg = str(exc)
     if "unexpected end" in msg.lower() or "eof" in msg.lower():
         return "truncated JSON"
@@ -379,11 +380,11 @@ def json_error_reason(line: bytes, exc: Exception) -> str:
 
 
 def json_objects(
-    lines: Iterable[tuple[int, bytes | None]], fname: str, report: ParseReport
-) -> Iterator[tuple[int, bytes, dict]]:
-    """``(line number, line, object)`` for each of LINES (a LineReader's) holding a JSON object. Blank
-    lines are passed over; over-long lines, invalid JSON and other JSON values are reported to REPORT
-    as ``file:line: reason``."""
+    lines: Iterable[tuple[int, bytes | str | None]], fname: str, report: ParseReport
+) -> Iterator[tuple[int, bytes | str, dict]]:
+    """``(line number, line, object)`` for each of LINES (a LineReader's, or lines already decoded)
+    holding a JSON object. Blank lines are passed over; over-long lines, invalid JSON and other JSON
+    values are reported to REPORT as ``file:line: reason``."""
     loads = orjson.loads
     for n, line in lines:
         if line is None:

@@ -65,7 +65,7 @@ from openai_monitor.sources.base import (
     LineReader,
     datetime_to_ts,
     files_under,
-    json_error_reason,
+    json_objects,
     minute_epoch,
     open_binary,
     parse_iso_ts,
@@ -425,7 +425,7 @@ class CsvAdapter:
     def _jsonl(
         self, lines: Iterator[tuple[int, str]], fname: str, report: ParseReport, options: dict
     ) -> Iterator[UsageRecord]:
-        objects = self._json_objects(lines, fname, report)
+        objects = ((n, obj) for n, _line, obj in json_objects(lines, fname, report))
         first = next(objects, None)
         if first is None:
             return
@@ -449,24 +449,6 @@ class CsvAdapter:
             if rec is not None:
                 report.records += 1
                 yield rec
-
-    @staticmethod
-    def _json_objects(
-        lines: Iterator[tuple[int, str]], fname: str, report: ParseReport
-    ) -> Iterator[tuple[int, dict]]:
-        """The JSON objects of the lines with their numbers; other lines are reported and skipped."""
-        for n, text in lines:
-            if not text.strip():
-                continue
-            try:
-                obj = orjson.loads(text)
-            except orjson.JSONDecodeError as exc:
-                report.error(fname, n, json_error_reason(text.encode(), exc))
-                continue
-            if not isinstance(obj, dict):
-                report.error(fname, n, "not a JSON object")
-                continue
-            yield n, obj
 
     # --- BurstGPT -----------------------------------------------------------------------------
 

@@ -179,10 +179,8 @@ def import_csv(
     json_out: bool = typer.Option(False, "--json"),
 ) -> None:
     """Import a generic CSV/JSONL usage file or a BurstGPT trace."""
-    if fmt not in ("generic", "burstgpt"):
-        raise InputError(f"--format {fmt!r}: use generic or burstgpt")
-    if fmt == "burstgpt" and time_unit:
-        raise InputError("--time-unit is for generic files; BurstGPT timestamps are seconds: leave it out")
+    from ..sources.csv_generic import check_options
+
     options: dict[str, Any] = {"format": fmt, "map": _parse_map(mapping)}
     for k, v in (
         ("start", start),
@@ -194,10 +192,7 @@ def import_csv(
     ):
         if v is not None:
             options[k] = v
-    if fmt == "generic":
-        from ..sources.csv_generic import check_options
-
-        check_options(options)
+    check_options(options)
     _run_import(ctx, "csv", file, options, full, json_out)
 
 

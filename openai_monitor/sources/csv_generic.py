@@ -232,9 +232,8 @@ class CsvAdapter:
         report: ParseReport,
         options: dict,
     ) -> Iterator[UsageRecord | RecordColumns]:
+        check_options(options)
         fmt = (options.get("format") or "generic").lower()
-        if fmt not in ("generic", "burstgpt"):
-            raise InputError(f"unknown CSV format {fmt!r}; use --format generic or --format burstgpt")
         fname = str(path)
         if fmt == "generic" and _head(path).startswith(b"["):
             raise InputError(
@@ -459,20 +458,10 @@ class CsvAdapter:
         if first is None:
             return
         header = tuple(h.strip().lower() for h in next(csv.reader([first[1]])))
+        start = parse_start(options["start"])  # required (check_options)
         if header == BURSTGPT_RAW:
-            if options.get("start") in (None, ""):
-                raise InputError(
-                    f"{fname}: BurstGPT timestamps are seconds from the trace start; "
-                    "give the start date with --start 2024-01-01"
-                )
-            yield from self._burstgpt_raw(lines, fname, report, parse_start(options["start"]))
+            yield from self._burstgpt_raw(lines, fname, report, start)
         elif header == BURSTGPT_HOURLY:
-            start = parse_start(options["start"]) if options.get("start") not in (None, "") else None
-            if start is None:
-                raise InputError(
-                    f"{fname}: BurstGPT day numbers count from the trace start; "
-                    "give the start date with --start 2024-01-01"
-                )
             yield from self._burstgpt_hourly(lines, fname, report, start)
         else:
             raise InputError(
@@ -733,8 +722,23 @@ def _restore(
 
 
 def check_options(options: dict) -> None:
-    """Raise InputError naming the fix for generic-format options that cannot work (checked before any
-    file is read, so that an unchanged file skipped by the import does not hide the mistake)."""
+    """Raise InputError naming the fix for options that cannot work (``read`` checks them; the CLI also
+    before any file is read, so that an unchanged file skipped by the import does not hide the mistake)."""
+    fmt = (options.get("format") or "generic").lower()
+    if fmt not in ("generic", "burstgpt"):
+        raise InputError(f"unknown CSV format {fmt!r}; use --format generic or --format burstgpt")
+    if fmt == "burstgpt":
+        if options.get("time_unit"):
+            raise InputError(
+                "--time-unit is for generic files; BurstGPT timestamps are seconds: leave it out"
+            )
+        if options.get("start") in (None, ""):
+            raise InputError(
+                "BurstGPT timestamps and day numbers count from the trace start; "
+                "give the start date with --start 2024-01-01"
+            )
+        parse_start(options["start"])
+        return
     provider = (options.get("provider") or "").lower()
     if provider and provider not in PROVIDERS:
         raise InputError(f"unknown provider {provider!r}; use one of: {', '.join(PROVIDERS)}")
@@ -750,11 +754,11 @@ def check_options(options: dict) -> None:
 
 
 class _Builder:
-    """Turns one row's field values into a record with its de-duplication key."""
+    """Turns one row's field values into a record with its de-duplication key (OPTIONS as
+    ``check_options`` accepts them)."""
 
     def __init__(self, fname: str, options: dict) -> None:
         self.fname = fname
-        check_options(options)
         self.provider = (options.get("provider") or "").lower()
         self.user = options.get("user") or ""
         self.project = options.get("project") or ""

@@ -175,10 +175,18 @@ def test_doctor_flags_org_api_and_per_call_records_counted_twice(run_cli, db_url
     assert "1 per-call record(s)" in checks["double counting (openai)"]["detail"]
 
 
-def test_full_demo_trains_finds_anomalies_and_exits_zero(run_cli, oaim_home: Path) -> None:
-    """README command 1: the whole main job on the bundled demo data succeeds."""
-    r = run_cli("demo")
-    assert r.exit_code == 0, r.stderr
+def test_full_demo_trains_finds_anomalies_and_exits_zero(oaim_home: Path) -> None:
+    """README command 1: the whole main job on the bundled demo data succeeds, in a fresh process as a user
+    runs it (in-process, another test may already have loaded the monitor's command module)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OAIM_HOME": str(oaim_home), "NO_COLOR": "1", "COLUMNS": "120"}
+    r = subprocess.run(
+        [sys.executable, "-m", "openai_monitor", "demo"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert r.returncode == 0, r.stderr
     db = sqlite3.connect(oaim_home / "demo" / "usage.db")
     assert (
         db.execute("SELECT COUNT(*) FROM forecasts WHERE scope_dim = 'all' AND metric = 'cost'").fetchone()[0]

@@ -159,9 +159,7 @@ def _root(
         "json_out": json_out,
     }
     if ctx.invoked_subcommand is None:
-        if isinstance(ctx.command, BoundaryGroup):
-            ctx.command.load("monitor")  # it registers the default command
-        default = _DEFAULT.get("fn")
+        default = default_command(ctx)
         if default is None:
             typer.echo(ctx.get_help())
             raise typer.Exit()
@@ -174,6 +172,15 @@ _DEFAULT: dict[str, Any] = {}
 def set_default_command(fn: Any) -> None:
     """Register the function run when no command is given (the live monitor)."""
     _DEFAULT["fn"] = fn
+
+
+def default_command(ctx: typer.Context) -> Any:
+    """The function run when no command is given (the live monitor, also shown by ``oaim demo``), with the
+    module that registers it loaded first: commands are loaded lazily, one module at a time."""
+    root = ctx.find_root().command
+    if isinstance(root, BoundaryGroup):
+        root.load(COMMANDS["monitor"])
+    return _DEFAULT.get("fn")
 
 
 def main() -> None:

@@ -679,9 +679,9 @@ def demo_cmd(
             rescan=True,
         )
         err.print(f"scanned the whole demo history for anomalies: {len(found.new)} finding(s)", markup=False)
-    from . import _DEFAULT
+    from . import default_command
 
-    monitor = _DEFAULT.get("fn")
+    monitor = default_command(ctx)
     if monitor is not None:
         try:
             monitor(ctx, plan=None, limit=None, timezone=None, refresh=10.0, once=True, json_out=json_out)

@@ -40,6 +40,7 @@ def _m003_rollup_provider_on_model_rows_only(conn: Connection) -> None:
     from sqlalchemy import text
 
     from . import columns as s
+    from .repo import ROLLUP_ADD
 
     keep = ", ".join(f"'{d}'" for d in sorted(s.ROLLUP_BY_PROVIDER))
     sums = ", ".join(s.ROLLUP_SUMS)
@@ -48,8 +49,7 @@ def _m003_rollup_provider_on_model_rows_only(conn: Connection) -> None:
             f"INSERT INTO rollup (grain, dim, bucket_ts, provider, key, {sums}) "
             f"SELECT grain, dim, bucket_ts, '', key, {', '.join(f'SUM({c})' for c in s.ROLLUP_SUMS)} "
             f"FROM rollup WHERE dim NOT IN ({keep}) AND provider <> '' GROUP BY grain, dim, bucket_ts, key "
-            "ON CONFLICT (grain, dim, bucket_ts, provider, key) DO UPDATE SET "
-            + ", ".join(f"{c} = rollup.{c} + excluded.{c}" for c in s.ROLLUP_SUMS)
+            + ROLLUP_ADD
         )
     )
     conn.execute(text(f"DELETE FROM rollup WHERE dim NOT IN ({keep}) AND provider <> ''"))

@@ -44,6 +44,10 @@ _SUM_EXPR = {
     "unpriced_records": "SUM(CASE WHEN cost_usd IS NULL THEN 1 ELSE 0 END)",
 }
 _GRAINS = {"h": 3600, "d": 86400}
+# The end of every statement that adds rows to the rollup: a row already there gets the sums added.
+ROLLUP_ADD = "ON CONFLICT (grain, dim, bucket_ts, provider, key) DO UPDATE SET " + ", ".join(
+    f"{c} = rollup.{c} + excluded.{c}" for c in s.ROLLUP_SUMS
+)
 
 
 def _rollup_upsert_sql(grain: str, dim: str, where: str, sign: int = 1, counted_only: bool = True) -> str:
@@ -54,14 +58,12 @@ def _rollup_upsert_sql(grain: str, dim: str, where: str, sign: int = 1, counted_
     by_provider = dim in s.ROLLUP_BY_PROVIDER
     prov, group = ("provider", f"provider, {col}") if by_provider else ("''", col)
     sums = ", ".join(f"{'-' if sign < 0 else ''}{_SUM_EXPR[c]}" for c in s.ROLLUP_SUMS)
-    updates = ", ".join(f"{c} = rollup.{c} + excluded.{c}" for c in s.ROLLUP_SUMS)
     if counted_only:
         where = f"({where}) AND shadowed = 0"
     return (
         f"INSERT INTO rollup (grain, dim, bucket_ts, provider, key, {', '.join(s.ROLLUP_SUMS)}) "
         f"SELECT '{grain}', '{dim}', ts - (ts % {width}), {prov}, {col}, {sums} "
-        f"FROM usage_records WHERE {where} GROUP BY ts - (ts % {width}), {group} "
-        f"ON CONFLICT (grain, dim, bucket_ts, provider, key) DO UPDATE SET {updates}"
+        f"FROM usage_records WHERE {where} GROUP BY ts - (ts % {width}), {group} {ROLLUP_ADD}"
     )
 
 
@@ -121,11 +123,9 @@ _NUMPY_MIN_ROWS = 2_000
 
 def _rollup_upsert_values_sql(paramstyle: str) -> str:
     sums = list(s.ROLLUP_SUMS)
-    updates = ", ".join(f"{c} = rollup.{c} + excluded.{c}" for c in sums)
     sql = (
         f"INSERT INTO rollup (grain, dim, bucket_ts, provider, key, {', '.join(sums)}) "
-        f"VALUES ({', '.join('?' * (5 + len(sums)))}) "
-        f"ON CONFLICT (grain, dim, bucket_ts, provider, key) DO UPDATE SET {updates}"
+        f"VALUES ({', '.join('?' * (5 + len(sums)))}) {ROLLUP_ADD}"
     )
     return db.placeholder_sql(sql, paramstyle)
 

@@ -256,9 +256,7 @@ INCIDENT_TOP_SHARE = 0.10
 def _lower(detector: AnomalyDetector) -> float:
     """The score from which an hour next to a flagged one belongs to the same incident: the detector's
     training-score quantile at ``1 - INCIDENT_TOP_SHARE``, never above its own threshold."""
-    quantiles = np.asarray(getattr(detector, "train_quantiles_", [detector.threshold_]), float)
-    q = float(np.quantile(quantiles, 1.0 - INCIDENT_TOP_SHARE)) if len(quantiles) > 1 else float(quantiles[0])
-    return min(q, detector.threshold_)
+    return min(float(np.quantile(detector.train_quantiles_, 1.0 - INCIDENT_TOP_SHARE)), detector.threshold_)
 
 
 def _incidents(flagged: np.ndarray, joinable: np.ndarray) -> np.ndarray:

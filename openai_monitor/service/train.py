@@ -729,8 +729,8 @@ def detect(
     """Score the hours not scored yet (or from ``since``) with the stored detectors and store findings.
 
     Only complete hours before ``now`` are scored. A finding is stored only if no finding of its scope
-    covers any of its hours, so re-scoring an hour never re-inserts (or re-opens) a finding. ``rescan`` starts over from
-    ``backfill_days`` ago.
+    covers any of its hours, so re-scoring an hour never re-inserts (or re-opens) a finding. ``rescan``
+    starts over from ``backfill_days`` ago.
     """
     from ..ml.anomaly import attribute
     from ..ml.anomaly import detect as detect_scope

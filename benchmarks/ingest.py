@@ -34,7 +34,9 @@ from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+sys.path.insert(0, str(REPO / "tests"))
+from helpers_common import gen_claude_logs  # noqa: E402 - the tests' call of the shared log generator
+
 CCUSAGE_VERSION = "20.0.24"
 
 # Model mix of the generated CSV: priced models of four providers plus one the price table cannot know,
@@ -306,18 +308,7 @@ def bench_claude(work: Path, size: str, use_ccusage: bool, rounds: int = 5) -> d
     logs = work / f"claude-{size}"
     if not (logs / "ground_truth.json").exists():
         print(f"generating {size} of Claude Code logs into {logs} ...")
-        subprocess.run(
-            [
-                sys.executable,
-                str(SHARED / "tools" / "gen_claude_logs.py"),
-                "--out",
-                str(logs),
-                "--size",
-                size,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        gen_claude_logs(logs, size)
     files = list((logs / ".claude" / "projects").rglob("*.jsonl"))
     mb = sum(f.stat().st_size for f in files) / 1e6
     # Warm the page cache so neither tool pays for the first read from disk.

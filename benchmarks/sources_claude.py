@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -22,7 +21,8 @@ import orjson
 from openai_monitor.domain import ParseReport
 from openai_monitor.sources.claude_code import ClaudeCodeAdapter
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers_common import gen_claude_logs  # noqa: E402 - the tests' call of the shared log generator
 
 
 def baseline(files: list[Path]) -> tuple[int, int]:
@@ -58,17 +58,7 @@ def main() -> None:
     args = ap.parse_args()
     out = Path(args.dir)
     if not (out / "ground_truth.json").exists():
-        subprocess.run(
-            [
-                sys.executable,
-                str(SHARED / "tools" / "gen_claude_logs.py"),
-                "--out",
-                str(out),
-                "--size",
-                args.size,
-            ],
-            check=True,
-        )
+        gen_claude_logs(out, args.size)
     files = ClaudeCodeAdapter().discover(out)
     # Best of N, wall clock and CPU time: on a shared machine CPU time is the steadier figure.
     base = [float("inf"), float("inf")]

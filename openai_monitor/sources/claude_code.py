@@ -244,24 +244,32 @@ def _line_entries(
         if rec is None:
             report.error(fname, n, total)
             continue
-        mid = msg.get("id")
-        if not mid or type(mid) is not str:
-            uid = obj.get("uuid")
-            if isinstance(uid, str) and uid:
-                rec[_KEY] = f"claude:uuid:{uid}"
-            else:
-                rec[_KEY] = "claude:line:" + hashlib.blake2b(line, digest_size=16).hexdigest()
-            yield rec, None, "", False, total, False
-            continue
-        rid = obj.get("requestId")
-        yield (
+        entry = _entry(
             rec,
-            mid,
-            rid if type(rid) is str else "",
-            obj.get("isSidechain") is True,
             total,
+            msg.get("id"),
+            obj.get("uuid"),
+            obj.get("requestId"),
+            obj.get("isSidechain"),
             "speed" in usage,
         )
+        if entry is None:  # no message id, no uuid: keyed by the line's bytes
+            rec[_KEY] = "claude:line:" + hashlib.blake2b(line, digest_size=16).hexdigest()
+            entry = (rec, None, "", False, total, False)
+        yield entry
+
+
+def _entry(
+    rec: list, total: int, mid: Any, uid: Any, rid: Any, sidechain: Any, has_speed: bool
+) -> Entry | None:
+    """A usage line's entry (its record row keyed where the key is known now), from its message id MID,
+    uuid UID, request id RID and isSidechain; None for a line with neither message id nor uuid."""
+    if not mid or type(mid) is not str:
+        if not (isinstance(uid, str) and uid):
+            return None
+        rec[_KEY] = f"claude:uuid:{uid}"
+        return rec, None, "", False, total, False
+    return rec, mid, rid if type(rid) is str else "", sidechain is True, total, has_speed
 
 
 # -- the fast path: a whole file decoded at once --------------------------------------------------------
@@ -369,25 +377,10 @@ def _fast_entries(
             return None
         if rec is None:
             return None
-        mid = msg.id
-        if not mid or type(mid) is not str:
-            uid = o.uuid
-            if not (isinstance(uid, str) and uid):
-                return None  # keyed by a hash of the line's bytes: the line-by-line path has them
-            rec[_KEY] = f"claude:uuid:{uid}"
-            add((rec, None, "", False, total, False))
-            continue
-        rid = o.requestId
-        add(
-            (
-                rec,
-                mid,
-                rid if type(rid) is str else "",
-                o.isSidechain is True,
-                total,
-                usage.speed is not UNSET,
-            )
-        )
+        entry = _entry(rec, total, msg.id, o.uuid, o.requestId, o.isSidechain, usage.speed is not UNSET)
+        if entry is None:
+            return None  # keyed by a hash of the line's bytes: the line-by-line path has them
+        add(entry)
     return entries, offset + end, len(lines)
 
 

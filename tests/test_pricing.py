@@ -345,9 +345,20 @@ def test_separate_reasoning_rate_when_the_data_has_one() -> None:
 
 def test_malformed_snapshot_is_a_pricing_error() -> None:
     snap = _tiny_snapshot()
-    del snap["providers"][0]["models"][0]["match"]
+    del snap["providers"][0]["id"]
     with pytest.raises(PricingError, match="oaim pricing update"):
         Pricer(snapshot=snap)
+
+
+def test_malformed_model_is_a_pricing_error_when_its_provider_is_first_used() -> None:
+    """A provider's models are compiled when first needed (an import prices one or two providers): a
+    malformed one is then the same PricingError, and the other providers still price."""
+    snap = _tiny_snapshot()
+    del snap["providers"][0]["models"][0]["match"]
+    p = Pricer(snapshot=snap)
+    assert p.lookup("openai", "gpt-r", utc_ts(2025, 6, 1)) is not None
+    with pytest.raises(PricingError, match="oaim pricing update"):
+        p.lookup("anthropic", "claude-x", utc_ts(2025, 6, 1))
 
 
 # --- listing and provider inference ------------------------------------------------------------------

@@ -257,3 +257,22 @@ def test_claude_and_openai_tokens_are_stored_with_one_meaning(tmp_path: Path, ru
     ).fetchall()
     conn.close()
     assert rows == [("anthropic", 1300, 1000, 200, 50), ("openai", 1300, 1000, 200, 50)]
+
+
+def test_new_store_has_16k_pages_and_an_existing_one_keeps_its_own(db_url: str, tmp_path: Path) -> None:
+    """A new store is created with 16 KiB pages; a store made with SQLite's 4 KiB default (an older
+    openai-monitor) keeps them, and reads and writes as before."""
+    store = Store(db_url)
+    assert store.ingest(make_records(50, seed=3)) == (50, 0)
+    path = db_url.split(":///", 1)[1]
+    assert sqlite3.connect(path).execute("PRAGMA page_size").fetchone()[0] == 16384
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute("PRAGMA page_size=4096")
+    conn.execute("CREATE TABLE t (x)")  # the file now exists with 4 KiB pages
+    conn.commit()
+    conn.close()
+    old_store = Store(f"sqlite:///{old}")
+    assert old_store.ingest(make_records(50, seed=4)) == (50, 0)
+    assert old_store.count() == 50
+    assert sqlite3.connect(old).execute("PRAGMA page_size").fetchone()[0] == 4096

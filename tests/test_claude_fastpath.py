@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import astuple
 from pathlib import Path
 
+import pytest
 from helpers_common import gen_claude_logs
 from test_sources_claude import line, read_all
 
+from openai_monitor.domain import COLUMNS_OPTION, RECORD_FIELDS, ParseReport, RecordColumns
 from openai_monitor.sources import claude_code
 from openai_monitor.sources.base import UNCOUNTED, resume_lineno
 from openai_monitor.sources.claude_code import ClaudeCodeAdapter
@@ -69,10 +71,10 @@ def test_whole_file_and_line_by_line_reads_agree(tmp_path, monkeypatch):
     assert sum(r is not None for r in taken) == len(files) - len(odd)
 
 
-def test_every_field_kind_is_taken_whole_and_equal_to_line_by_line(tmp_path, monkeypatch):
+def _field_kinds(tmp_path: Path) -> tuple[Path, int]:
     """A file using each field the records take (billed cost, fast mode, thinking tokens, 1-hour cache
-    writes, priority tier, a line without message id, no cwd, a non-text session id, a synthetic
-    placeholder, split copies and a sidechain copy) is read whole, with the line-by-line records."""
+    writes, priority tier, a line without message id, no cwd, a non-text session id, a float count, an
+    offset timestamp, a synthetic placeholder, split copies and a sidechain copy), and its line count."""
     f = tmp_path / "projects" / "-home-dev-code-webapp" / "s.jsonl"
     f.parent.mkdir(parents=True)
     lines = [
@@ -87,8 +89,15 @@ def test_every_field_kind_is_taken_whole_and_equal_to_line_by_line(tmp_path, mon
         line("m7", "r7", out=90),  # a later, larger copy of the same response replaces the first
         line("m7", "r7b", sidechain=True, out=500),  # a sidechain copy under another request id
         line("m8", None, out=7),
+        line("m9", "r9", inp=5.0, ts="2025-06-02T23:59:59.999Z"),
     ]
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return f, len(lines)
+
+
+def test_every_field_kind_is_taken_whole_and_equal_to_line_by_line(tmp_path, monkeypatch):
+    """Each kind of field is read whole, with the line-by-line records."""
+    f, n_lines = _field_kinds(tmp_path)
     taken = []
     real = claude_code._fast_entries
     monkeypatch.setattr(claude_code, "_fast_entries", lambda *a: taken.append(r := real(*a)) or r)
@@ -96,6 +105,30 @@ def test_every_field_kind_is_taken_whole_and_equal_to_line_by_line(tmp_path, mon
     assert len(taken) == 1 and taken[0] is not None
     slow = _read_with([f], -1, monkeypatch)
     assert [astuple(r) for r in fast[0]] == [astuple(r) for r in slow[0]]
-    assert len(fast[0]) == 7 and fast[1].skipped == 0 and fast[1].lines == slow[1].lines == len(lines)
+    assert len(fast[0]) == 8 and fast[1].skipped == 0 and fast[1].lines == slow[1].lines == n_lines
     assert {r.service_tier for r in fast[0]} == {"", "fast", "priority"}
     assert sorted(r.cost_usd for r in fast[0] if r.cost_reported) == [0.0123, 2.0]
+    assert [r.input_tokens for r in fast[0] if r.dedup_key == "claude:m9:r9"] == [5 + 2000 + 30000]
+
+
+@pytest.mark.parametrize("fast_max", [claude_code.FAST_MAX_BYTES, -1], ids=["whole-file", "line-by-line"])
+def test_columns_for_a_parsing_process_equal_the_records(tmp_path, monkeypatch, fast_max):
+    """What a parsing process reads (RecordColumns, COLUMNS_OPTION) holds exactly the records an
+    in-process read yields, values and types, on generated logs with cross-file copies and on a file of
+    every field kind."""
+    out = gen_claude_logs(tmp_path / "home", "1MB", "--continue-p", "0.6", "--subagent-p", "0.5")
+    files = [*A.discover(out), _field_kinds(tmp_path)[0]]
+    monkeypatch.setattr(claude_code, "FAST_MAX_BYTES", fast_max)
+    records, _ = read_all(files)
+    run: dict = {}
+    rows: list[tuple] = []
+    for f in files:
+        for chunk in A.read(
+            f, offset=0, state={}, run=run, report=ParseReport(), options={COLUMNS_OPTION: True}
+        ):
+            assert isinstance(chunk, RecordColumns) and len(chunk.columns) == len(RECORD_FIELDS)
+            rows.extend(zip(*chunk.columns))
+    expected = [astuple(r) for r in records]
+    assert len(expected) > 100
+    assert rows == expected
+    assert [tuple(map(type, r)) for r in rows] == [tuple(map(type, r)) for r in expected]

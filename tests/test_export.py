@@ -323,3 +323,21 @@ def test_json_array_export_is_refused_with_the_fix(tmp_path, run_cli, db: str) -
     res = run_cli("--db", f"sqlite:///{tmp_path / 'b.db'}", "import", "csv", str(out))
     assert res.exit_code == 2 and "JSON Lines" in res.stderr and "-f jsonl" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_defaults_given_for_an_export_are_an_error_naming_the_fix(
+    tmp_path, run_cli, db: str, fmt: str
+) -> None:
+    """An export is restored as stored, so a default user, model, ... would be silently ignored: the
+    import refuses them in one line naming both fixes, and writes nothing; without them it restores."""
+    out = tmp_path / f"e.{fmt}"
+    assert run_cli("--db", db, "export", "-f", fmt, "-o", str(out)).exit_code == 0
+    dst = f"sqlite:///{tmp_path / 'b.db'}"
+    res = run_cli("--db", dst, "import", "csv", str(out), "--user", "ann", "--model", "gpt-4o")
+    assert res.exit_code == 2, res.stderr
+    assert "is an `oaim export`" in res.stderr and "--model, --user" in res.stderr
+    assert "leave them out" in res.stderr and "--map" in res.stderr and "Traceback" not in res.stderr
+    assert _sql(dst, "SELECT COUNT(*) FROM usage_records")[0] == 0
+    ok = run_cli("--db", dst, "import", "csv", str(out), "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["inserted"] > 0

@@ -326,7 +326,7 @@ class CsvAdapter:
         if header is None:
             flush(reader.lineno + 1)
             return
-        if is_export(header, options):
+        if is_export(header, options, fname):
             rows = csv.reader(feed(src))
             yield from _restore(
                 ((current[0], dict(zip(header, row)), len(row) != len(header)) for row in rows if row),
@@ -429,7 +429,7 @@ class CsvAdapter:
         if first is None:
             return
         objects = chain([first], objects)
-        if is_export(list(first[1]), options):
+        if is_export(list(first[1]), options, fname):
             yield from _restore(((n, obj, False) for n, obj in objects), fname, report)
             return
         builder = _Builder(fname, options)
@@ -641,10 +641,24 @@ EXPORT_MARK = ("ts", "dedup_key", "source", "cost_reported")
 _EXPORT_INTS = ("ts", "bucket_seconds", "requests", *TOKEN_FIELDS)
 
 
-def is_export(header: list[str], options: dict) -> bool:
+# Options of the generic reading that an export's restore cannot honour (its records are kept as stored).
+_NOT_FOR_EXPORTS = ("provider", "model", "user", "project", "start", "time_unit")
+
+
+def is_export(header: list[str], options: dict, fname: str = "") -> bool:
     """Whether a header (or the first JSON object's keys) is that of ``oaim export --what records``:
-    then the file is restored as it was stored (without ``--map``, which asks for the generic reading)."""
-    return not options.get("map") and set(EXPORT_MARK) <= {h.strip().lower() for h in header}
+    then the file is restored as it was stored (without ``--map``, which asks for the generic reading).
+    Raises InputError when OPTIONS ask for something a restore would ignore (a default user, ...)."""
+    if options.get("map") or not set(EXPORT_MARK) <= {h.strip().lower() for h in header}:
+        return False
+    given = [f"--{k.replace('_', '-')}" for k in _NOT_FOR_EXPORTS if options.get(k) not in (None, "")]
+    if given:
+        raise InputError(
+            f"{fname or 'this file'} is an `oaim export`, restored as it was stored, so {', '.join(given)} "
+            f"would be ignored: leave {'them' if len(given) > 1 else 'it'} out (or add --map to read it as a "
+            "generic file)"
+        )
+    return True
 
 
 def _flag(value: object, name: str) -> bool:

@@ -229,9 +229,52 @@ def test_a_finding_overlapping_a_stored_one_is_not_stored_again(home):
         return Finding(scope, start, end, "medium", 0.7, 5.0, "x", {}, "loop")
 
     t = NOW_TS - 100 * h
-    first = _insert_findings(store, [("user", "zed", finding("user:zed", t + 4 * h, t + 6 * h), [])], NOW_TS)
-    grown = _insert_findings(store, [("user", "zed", finding("user:zed", t, t + 7 * h), [])], NOW_TS)
-    other = _insert_findings(store, [("user", "amy", finding("user:amy", t, t + 7 * h), [])], NOW_TS)
-    later = _insert_findings(store, [("user", "zed", finding("user:zed", t + 7 * h, t + 8 * h), [])], NOW_TS)
-    assert len(first) == 1 and grown == [] and len(other) == 1 and len(later) == 1
+
+    def insert(key: str, start: int, end: int) -> tuple[list[int], list[int]]:
+        return _insert_findings(store, [("user", key, finding(f"user:{key}", start, end), [])], NOW_TS)
+
+    first = insert("zed", t + 4 * h, t + 6 * h)
+    earlier = insert("zed", t, t + 7 * h)
+    other = insert("amy", t, t + 7 * h)
+    later = insert("zed", t + 7 * h, t + 8 * h)
+    assert len(first[0]) == 1 and earlier == ([], []) and len(other[0]) == 1 and len(later[0]) == 1
     assert store._run("SELECT COUNT(*) FROM anomalies")[0][0] == before + 3
+    # The same incident scored again with later hours (same start, open): the stored one grows.
+    assert insert("zed", t + 4 * h, t + 7 * h) == ([], first[0])
+    assert store._run("SELECT end_ts FROM anomalies WHERE id = ?", (first[0][0],))[0][0] == t + 7 * h
+    # Not once it is closed (expected, dismissed): then it stands as it was.
+    store._run("UPDATE anomalies SET status = 'dismissed' WHERE id = ?", (other[0][0],), write=True)
+    assert insert("amy", t, t + 9 * h) == ([], [])
+    assert store._run("SELECT COUNT(*) FROM anomalies")[0][0] == before + 3
+
+
+def test_an_incident_detected_hour_by_hour_is_one_finding(home):
+    """The daemon detects after every collection: a runaway loop still going on at one detection is
+    scored again whole at the next, and its finding grows (same id, alert state kept) instead of a
+    second finding (and a second alert) starting where the first ends."""
+    from sqlalchemy import text
+
+    from openai_monitor.service.train import detect
+
+    url, models, _ = home
+    store = Store(url)
+    scope = ("user", LOOP_USER)
+    with store.engine.begin() as conn:  # forget what the first training found, so detection starts over
+        conn.execute(text("DELETE FROM anomalies"))
+    ms = ModelStore(models)
+    at = lambda ts: pd.Timestamp(ts, unit="s", tz="UTC").to_pydatetime()  # noqa: E731
+    first = detect(store, settings(), now=at(LOOP_START + 2 * 3600), since=LOOP_START, model_store=ms)
+    rows = store._run(
+        "SELECT id, start_ts, end_ts, impact_usd FROM anomalies WHERE scope_dim = ? AND scope_key = ?", scope
+    )
+    assert len(rows) == 1 and rows[0][0] in first.new and rows[0][2] == LOOP_START + 2 * 3600
+    fid, start, _, impact = rows[0]
+    store._run("UPDATE anomalies SET alerted_at = 123 WHERE id = ?", (fid,), write=True)
+    later = detect(store, settings(), now=at(LOOP_END + 3600), model_store=ms)  # from the last detection on
+    assert later.scored_from == LOOP_START + 2 * 3600
+    rows = store._run(
+        "SELECT id, start_ts, end_ts, impact_usd, alerted_at FROM anomalies WHERE scope_dim = ? AND scope_key = ?",
+        scope,
+    )
+    assert len(rows) == 1 and fid in later.extended and fid not in later.new
+    assert rows[0][:3] == (fid, start, LOOP_END) and rows[0][3] > impact and rows[0][4] == 123

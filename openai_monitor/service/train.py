@@ -715,6 +715,8 @@ class DetectResult:
     scored_to: int
     scopes: int
     new: list[int] = field(default_factory=list)  # ids of inserted findings
+    # ids of stored open findings grown over the hours scored now (an incident still going on)
+    extended: list[int] = field(default_factory=list)
 
 
 def detect(
@@ -729,7 +731,10 @@ def detect(
     """Score the hours not scored yet (or from ``since``) with the stored detectors and store findings.
 
     Only complete hours before ``now`` are scored. A finding is stored only if no finding of its scope
-    covers any of its hours, so re-scoring an hour never re-inserts (or re-opens) a finding. ``rescan``
+    covers any of its hours, so re-scoring an hour never re-inserts (or re-opens) a finding. An open
+    finding that reaches the first hour scored (an incident still going on at the last detection) is
+    scored again with the new hours and, when it grew, updated as one finding (window, impact, severity,
+    explanation): a runaway loop of five hours, detected hourly, is one finding, not five. ``rescan``
     starts over from ``backfill_days`` ago.
     """
     from ..ml.anomaly import attribute
@@ -764,8 +769,17 @@ def detect(
         feats, rows, expected, exclude = built
         det = ms.load_detector(name)
         result.scopes += 1
+        since_scope = _ongoing_start(store, dim, key, start)
         for f in detect_scope(
-            det, feats, rows, scope=name, now=now_ts, tz=tz, expected=expected, since=start, exclude=exclude
+            det,
+            feats,
+            rows,
+            scope=name,
+            now=now_ts,
+            tz=tz,
+            expected=expected,
+            since=since_scope,
+            exclude=exclude,
         ):
             attribution: list[dict] = []
             if dim == "all":
@@ -779,9 +793,21 @@ def detect(
                         if a["impact_usd"] > 0
                     ][:10]
             found.append((dim, key, f, attribution))
-    result.new = _insert_findings(store, found, now_ts)
+    result.new, result.extended = _insert_findings(store, found, now_ts)
     store.set_meta("ml.last_detected_ts", end)
     return result
+
+
+def _ongoing_start(store: Store, dim: str, key: str, start: int) -> int:
+    """Where scoring of a scope begins: START, or the start of its open finding that reaches START (it
+    was still going on when the last detection ran), so that the incident is scored again whole."""
+    rows = store._run(
+        "SELECT MIN(start_ts) FROM anomalies WHERE scope_dim = ? AND scope_key = ? AND status = 'open' "
+        "AND start_ts < ? AND end_ts >= ?",
+        (dim, key, start, start),
+    )
+    first = rows[0][0] if rows else None
+    return min(start, int(first)) if first is not None else start
 
 
 def _json_safe(obj: Any) -> Any:
@@ -794,10 +820,12 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def _insert_findings(store: Store, found: list, now: int) -> list[int]:
+def _insert_findings(store: Store, found: list, now: int) -> tuple[list[int], list[int]]:
+    """Store FOUND ``(dim, key, finding, attribution)``: ``(ids inserted, ids of stored findings grown)``."""
     from sqlalchemy import text
 
-    ids = []
+    ids: list[int] = []
+    grown: list[int] = []
     sql = text(
         "INSERT INTO anomalies (dedup_key, scope_dim, scope_key, start_ts, end_ts, severity, score, impact_usd, "
         "kind, explanation, evidence_json, attribution_json, detected_at, status) VALUES (:dk, :dim, :key, :s, "
@@ -805,36 +833,50 @@ def _insert_findings(store: Store, found: list, now: int) -> list[int]:
         "RETURNING id"
     )
     # A finding overlapping one already stored for its scope (a rescan with retrained detectors, or a
-    # window grown to its whole incident) would report the same hours twice: the stored one stands.
+    # window grown to its whole incident) would report the same hours twice: the stored one stands...
     overlap = text(
-        "SELECT 1 FROM anomalies WHERE scope_dim = :dim AND scope_key = :key AND start_ts < :e AND end_ts > :s"
+        "SELECT id, start_ts, end_ts, status FROM anomalies "
+        "WHERE scope_dim = :dim AND scope_key = :key AND start_ts < :e AND end_ts > :s"
+    )
+    # ... unless it is that open incident scored again with later hours (``_ongoing_start``): then the
+    # stored finding becomes the whole incident. Its id, key, status and alert state stay.
+    grow = text(
+        "UPDATE anomalies SET end_ts = :e, severity = :sev, score = :score, impact_usd = :impact, kind = :kind, "
+        "explanation = :expl, evidence_json = :ev, attribution_json = :attr WHERE id = :id"
     )
     with store.engine.begin() as conn:
         for dim, key, f, attribution in found:
-            params = {"dim": dim, "key": key, "s": f.window_start, "e": f.window_end}
-            if conn.execute(overlap, params).first() is not None:
+            params = {
+                "dk": f"{f.scope}|{f.window_start}",
+                "dim": dim,
+                "key": key,
+                "s": f.window_start,
+                "e": f.window_end,
+                "sev": f.severity,
+                "score": f.score,
+                "impact": f.impact_usd,
+                "kind": f.kind,
+                "expl": f.explanation,
+                "ev": json.dumps(_json_safe(f.evidence)),
+                "attr": json.dumps(_json_safe(attribution)),
+                "now": now,
+            }
+            hits = conn.execute(overlap, params).all()
+            if hits:
+                hit = hits[0] if len(hits) == 1 else None
+                if (
+                    hit is not None
+                    and hit.status == "open"
+                    and hit.start_ts == f.window_start
+                    and hit.end_ts < f.window_end
+                ):
+                    conn.execute(grow, {**params, "id": hit.id})
+                    grown.append(int(hit.id))
                 continue
-            row = conn.execute(
-                sql,
-                {
-                    "dk": f"{f.scope}|{f.window_start}",
-                    "dim": dim,
-                    "key": key,
-                    "s": f.window_start,
-                    "e": f.window_end,
-                    "sev": f.severity,
-                    "score": f.score,
-                    "impact": f.impact_usd,
-                    "kind": f.kind,
-                    "expl": f.explanation,
-                    "ev": json.dumps(_json_safe(f.evidence)),
-                    "attr": json.dumps(_json_safe(attribution)),
-                    "now": now,
-                },
-            ).first()
+            row = conn.execute(sql, params).first()
             if row is not None:
                 ids.append(int(row[0]))
-    return ids
+    return ids, grown
 
 
 # ----------------------------------------------------------------------------------------- the pipeline

@@ -396,6 +396,43 @@ def test_stale_data_alerts_once_per_episode(oaim_home: Path, db_url: str) -> Non
     assert stale[0]["title"] == "No new usage data for 25 hours"
 
 
+def test_a_growing_finding_is_alerted_again_only_when_its_severity_rises(
+    oaim_home: Path, db_url: str
+) -> None:
+    """An incident detected while it goes on grows one finding (train._insert_findings): the check job
+    alerts it once, again when it grows to a higher severity, and not when it grows at the same one."""
+    from openai_monitor.config import load_settings
+    from openai_monitor.ml.anomaly import Finding
+    from openai_monitor.service.jobs import JobContext, run_job
+    from openai_monitor.service.train import _insert_findings
+    from openai_monitor.store import Store
+
+    t0 = 1_800_000_000 // 3600 * 3600
+    store = Store(db_url)
+
+    def grow(hours: int, severity: str, impact: float) -> tuple[list[int], list[int]]:
+        f = Finding("user:zed", t0, t0 + hours * 3600, severity, 0.7, impact, "loop", {}, "loop")
+        return _insert_findings(store, [("user", "zed", f, [])], t0)
+
+    with WebhookServer() as srv:
+        _config(oaim_home, f'[alerts.hook]\ntype = "webhook"\nurl = "{srv.url()}"\n')
+        settings = load_settings()
+        (fid,), _ = grow(1, "medium", 5.0)
+        for hours, severity, impact in (
+            (None, "", 0.0),
+            (2, "medium", 8.0),
+            (3, "high", 40.0),
+            (4, "high", 50.0),
+        ):
+            if hours is not None:
+                assert grow(hours, severity, impact) == ([], [fid])
+            now = t0 + (hours or 1) * 3600 + 60
+            assert run_job("check", JobContext(db_url, settings, now=now, _store=store)).status == "ok"
+    sent = [r["body"] for r in srv.requests if r["body"]["kind"] == "anomaly"]
+    assert [(a["severity"], a["data"]["impact_usd"]) for a in sent] == [("medium", 5.0), ("high", 40.0)]
+    assert len({a["dedup_key"] for a in sent}) == 2
+
+
 def test_background_start_status_and_sigterm(run_cli, oaim_home: Path) -> None:
     _config(oaim_home, "[daemon]\ncollect_minutes = 60\n")
     env = dict(os.environ)

@@ -280,7 +280,8 @@ def _anomaly_alerts(ctx: JobContext) -> tuple[list[Any], list[int]]:
         alerts.append(
             Alert(
                 kind="anomaly",
-                dedup_key=f"anomaly:{r.dedup_key}",
+                # Per severity: a finding that grew to a higher one is alerted again (train._insert_findings).
+                dedup_key=f"anomaly:{r.dedup_key}:{r.severity}",
                 severity=r.severity,
                 title=f"Unusual spend on {scope} at {when} (+${r.impact_usd:,.2f})",
                 body=r.explanation,

@@ -824,6 +824,8 @@ def _insert_findings(store: Store, found: list, now: int) -> tuple[list[int], li
     """Store FOUND ``(dim, key, finding, attribution)``: ``(ids inserted, ids of stored findings grown)``."""
     from sqlalchemy import text
 
+    from .alerts import severity_rank
+
     ids: list[int] = []
     grown: list[int] = []
     sql = text(
@@ -835,14 +837,16 @@ def _insert_findings(store: Store, found: list, now: int) -> tuple[list[int], li
     # A finding overlapping one already stored for its scope (a rescan with retrained detectors, or a
     # window grown to its whole incident) would report the same hours twice: the stored one stands...
     overlap = text(
-        "SELECT id, start_ts, end_ts, status FROM anomalies "
+        "SELECT id, start_ts, end_ts, status, severity FROM anomalies "
         "WHERE scope_dim = :dim AND scope_key = :key AND start_ts < :e AND end_ts > :s"
     )
     # ... unless it is that open incident scored again with later hours (``_ongoing_start``): then the
-    # stored finding becomes the whole incident. Its id, key, status and alert state stay.
+    # stored finding becomes the whole incident. Its id, key and status stay, and so does its alert state
+    # unless its severity rose (then it is alerted again, once per severity).
     grow = text(
         "UPDATE anomalies SET end_ts = :e, severity = :sev, score = :score, impact_usd = :impact, kind = :kind, "
-        "explanation = :expl, evidence_json = :ev, attribution_json = :attr WHERE id = :id"
+        "explanation = :expl, evidence_json = :ev, attribution_json = :attr, "
+        "alerted_at = CASE WHEN :rose THEN NULL ELSE alerted_at END WHERE id = :id"
     )
     with store.engine.begin() as conn:
         for dim, key, f, attribution in found:
@@ -870,7 +874,8 @@ def _insert_findings(store: Store, found: list, now: int) -> tuple[list[int], li
                     and hit.start_ts == f.window_start
                     and hit.end_ts < f.window_end
                 ):
-                    conn.execute(grow, {**params, "id": hit.id})
+                    rose = severity_rank(f.severity) > severity_rank(hit.severity)
+                    conn.execute(grow, {**params, "id": hit.id, "rose": rose})
                     grown.append(int(hit.id))
                 continue
             row = conn.execute(sql, params).first()

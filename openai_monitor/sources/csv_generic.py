@@ -235,7 +235,8 @@ class CsvAdapter:
         check_options(options)
         fmt = (options.get("format") or "generic").lower()
         fname = str(path)
-        if fmt == "generic" and _head(path).startswith(b"["):
+        head = _head(path) if fmt == "generic" else b""
+        if head.startswith(b"["):
             raise InputError(
                 f"{fname} is one JSON array; import JSON Lines (one object per line) instead: "
                 f"`oaim export -f jsonl`, or convert it with jq -c '.[]' {fname} > records.jsonl"
@@ -246,7 +247,7 @@ class CsvAdapter:
             if fmt == "burstgpt":
                 yield from self._burstgpt(lines, fname, report, options)
             elif path.suffix.lower() in (".jsonl", ".ndjson") or (
-                path.suffix.lower() != ".csv" and _sniff_json(path)
+                path.suffix.lower() != ".csv" and head.startswith(b"{")
             ):
                 yield from self._jsonl(lines, fname, report, options)
             else:
@@ -630,10 +631,6 @@ def _head(path: Path) -> bytes:
     """The file's first bytes after a byte-order mark and white space."""
     with open(path, "rb") as fh:
         return fh.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-
-
-def _sniff_json(path: Path) -> bool:
-    return _head(path).startswith(b"{")
 
 
 # The columns that make a file an ``oaim export`` of records (CSV or JSON Lines).
